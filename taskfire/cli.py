@@ -1,0 +1,232 @@
+"""The `taskfire` command: worker, up, job, stats."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from typing import Any, Sequence
+
+import redis
+
+from . import config as cfg
+from .client import Taskfire
+from .errors import ConfigError, TaskfireError
+from .job import registry
+
+log = logging.getLogger("taskfire")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(process)d %(name)s: %(message)s")
+
+
+def import_modules(modules: Sequence[str]) -> None:
+    """Imports the job modules (from the current directory too, as `python -m` would)."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:
+            detail = "".join(traceback.format_exception(exc))
+            raise SystemExit(f"{detail}\ntaskfire: cannot import job module {name!r}: "
+                             f"{type(exc).__name__}: {exc}") from None
+
+
+def add_worker_options(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+    """One flag per WorkerConfig field, each also read from its TASKFIRE_* variable."""
+    for field in cfg.WorkerConfig.__struct_fields__:
+        if field in skip:
+            continue
+        env = cfg.env_name(field)
+        if field == "modules":
+            parser.add_argument("modules", nargs="*", help=f"{cfg.HELP[field]} [{env}]")
+            continue
+        parser.add_argument("--" + field.replace("_", "-"), dest=field, metavar="VALUE",
+                            help=f"{cfg.HELP[field]} [{env}]")
+
+
+def worker_config(args: argparse.Namespace, **extra: Any) -> cfg.WorkerConfig:
+    given = {}
+    for field in cfg.WorkerConfig.__struct_fields__:
+        raw = getattr(args, field, None)
+        if field == "modules":
+            given[field] = tuple(raw) if raw else None
+        elif raw is not None:
+            given[field] = cfg.parse_value(field, raw)
+    given.update({k: v for k, v in extra.items() if v is not None})
+    return cfg.from_env(**given)
+
+
+def warn_about_server(url: str, prefix: str) -> None:
+    """Warns when Redis may evict keys: an evicted job is a lost job."""
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=5)
+        policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
+    except redis.RedisError:
+        return  # managed servers may forbid CONFIG; the worker still runs
+    if policy and policy != "noeviction":
+        log.warning("Redis maxmemory-policy is %r: under memory pressure it may evict jobs. "
+                    "Set it to 'noeviction'.", policy)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    config = worker_config(args)
+    setup_logging(config.log_level)
+    if config.redis_url == "embedded":
+        from .embedded import EmbeddedServer
+        config = cfg.WorkerConfig(**{**_asdict(config), "redis_url": EmbeddedServer.shared().url})
+    import_modules(config.modules)
+    names = sorted(n for n in registry if n.split(":")[0] in config.modules)
+    if not names:
+        log.warning("no @job functions found in %s", ", ".join(config.modules) or "(no modules given)")
+    else:
+        log.info("jobs: %s", ", ".join(names))
+    warn_about_server(config.redis_url, config.prefix)
+    from .server import Server
+    return Server(config).run()
+
+
+def _asdict(config: cfg.WorkerConfig) -> dict[str, Any]:
+    return {f: getattr(config, f) for f in config.__struct_fields__}
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Embedded server + worker (+ demo jobs), until Ctrl-C."""
+    from .embedded import EmbeddedServer
+    setup_logging(os.environ.get("TASKFIRE_LOG_LEVEL", "INFO"))
+    server = EmbeddedServer(args.data_dir)
+    joined = server.join()
+    url = server.url if joined else server.start()
+    print(f"taskfire: embedded Valkey at {url} (data in {server.data_dir}"
+          f"{', already running' if joined else ''})", flush=True)
+    modules = list(args.modules or [])
+    if args.demo and "taskfire.demo" not in modules:
+        modules.append("taskfire.demo")
+    env = dict(os.environ, TASKFIRE_REDIS_URL=url)
+    worker_args = [sys.executable, "-m", "taskfire", "worker", *modules]
+    for flag in ("queues", "processes", "threads", "prefix"):
+        if getattr(args, flag):
+            worker_args += [f"--{flag}", getattr(args, flag)]
+    if args.demo and not args.queues:
+        worker_args += ["--queues", "critical,default,low"]
+    worker = subprocess.Popen(worker_args, env=env)
+    stopping = False
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        if args.demo:
+            from .demo import run_demo
+            run_demo(Taskfire(url, prefix=args.prefix or None), lambda: stopping or worker.poll() is not None)
+        print("taskfire: running; press Ctrl-C to stop", flush=True)
+        while worker.poll() is None:
+            time.sleep(0.2)
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+        worker.wait()
+        if not joined:
+            server.stop()
+    return 0 if stopping else (worker.returncode or 0)
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    tf = Taskfire(args.redis_url, prefix=args.prefix)
+    if args.action == "show":
+        job = tf.get_job(args.id)
+        if job is None:
+            print(f"no job {args.id}", file=sys.stderr)
+            return 1
+        print(f"{job.id}  {job.function}  queue={job.queue}  state={job.state}")
+        print(f"args={job.args!r} kwargs={job.kwargs!r} retries={job.retry_count}")
+        if job.result is not None:
+            print(f"result={job.result!r}")
+        for e in job.history:
+            print(f"  {e.at:%Y-%m-%d %H:%M:%S.%f}  {e.state:<10} {e.reason or ''}")
+        if job.exception and job.exception.traceback:
+            print(job.exception.traceback)
+        return 0
+    done = tf.requeue(args.id) if args.action == "requeue" else tf.delete(args.id)
+    print(f"{args.action}d {args.id}" if done else f"{args.id}: no such job, or nothing to do")
+    return 0 if done else 1
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    tf = Taskfire(args.redis_url, prefix=args.prefix)
+    r, k = tf.storage.redis, tf.storage.keys
+    for name, length in tf.queue_lengths().items():
+        print(f"queue {name:<20} {length}")
+    pipe = r.pipeline(transaction=False)
+    pipe.zcard(k.schedule)
+    pipe.zcard(k.processing)
+    pipe.zcard(k.state("Failed"))
+    for s in ("Succeeded", "Failed", "Deleted"):
+        pipe.get(k.stat(s))
+    pipe.zcard(k.servers)
+    scheduled, processing, failed_now, ok, failed, deleted, servers = pipe.execute()
+    print(f"scheduled {scheduled}  processing {processing}  failed (now) {failed_now}  servers {servers}")
+    print(f"total succeeded {int(ok or 0)}  failed attempts {int(failed or 0)}  deleted {int(deleted or 0)}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="taskfire", description="Background jobs on Redis.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("worker", help="run workers for the given job modules")
+    add_worker_options(w)
+    w.set_defaults(run=cmd_worker)
+
+    u = sub.add_parser("up", help="start the embedded server and a worker (for a first try)")
+    u.add_argument("modules", nargs="*", help="job modules for the worker")
+    u.add_argument("--demo", action="store_true", help="enqueue sample jobs and report on them")
+    u.add_argument("--data-dir", default=None, help="where the embedded server keeps its data [TASKFIRE_DATA_DIR]")
+    for flag in ("queues", "processes", "threads", "prefix"):
+        u.add_argument(f"--{flag}", default=None, help=cfg.HELP[flag])
+    u.set_defaults(run=cmd_up)
+
+    def connection(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--redis-url", default=None, help="Redis URL [TASKFIRE_REDIS_URL]")
+        sp.add_argument("--prefix", default=None, help="key prefix [TASKFIRE_PREFIX]")
+
+    j = sub.add_parser("job", help="show, requeue or delete a job")
+    j.add_argument("action", choices=("show", "requeue", "delete"))
+    j.add_argument("id")
+    connection(j)
+    j.set_defaults(run=cmd_job)
+
+    s = sub.add_parser("stats", help="queue lengths and counters")
+    connection(s)
+    s.set_defaults(run=cmd_stats)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except ConfigError as exc:
+        print(f"taskfire: {exc}", file=sys.stderr)
+        return 2
+    except TaskfireError as exc:
+        print(f"taskfire: {exc}", file=sys.stderr)
+        return 1
+    except redis.ConnectionError as exc:
+        print(f"taskfire: cannot reach Redis: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,112 @@
+"""The worker's settings: one frozen struct. Each field is a `taskfire worker` option
+(`--shutdown-timeout`) and an environment variable (`TASKFIRE_SHUTDOWN_TIMEOUT`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from typing import Any
+
+import msgspec
+
+from .client import DEFAULT_PREFIX, DEFAULT_URL
+from .errors import ConfigError
+from .states import check_queue_name
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
+    modules: tuple[str, ...] = ()
+    redis_url: str = DEFAULT_URL
+    prefix: str = DEFAULT_PREFIX
+    queues: tuple[str, ...] = ("default",)
+    processes: int = 1
+    threads: int = 10
+    name: str = ""
+    shutdown_timeout: float = 15.0
+    lease_timeout: float = 8.0
+    heartbeat_interval: float = 5.0
+    server_timeout: float = 30.0
+    idle_wait: float = 5.0
+    max_recoveries: int = 5
+    retention: float = 86400.0
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not self.queues:
+            raise ConfigError("a worker needs at least one queue")
+        for q in self.queues:
+            check_queue_name(q)
+        if len(set(self.queues)) != len(self.queues):
+            raise ConfigError(f"a queue is listed twice in {','.join(self.queues)}")
+        if self.name and not _NAME.match(self.name):
+            raise ConfigError(f"server name {self.name!r}: use up to 64 letters, digits, '.', '_' or '-'")
+        for field in ("processes", "threads"):
+            if getattr(self, field) < 1:
+                raise ConfigError(f"{field} must be at least 1")
+        if not 0.5 <= self.idle_wait <= 8:
+            raise ConfigError("idle_wait must be between 0.5 and 8 seconds")
+        if self.lease_timeout < 1:
+            raise ConfigError("lease_timeout must be at least 1 second")
+        if self.server_timeout < 2 * self.heartbeat_interval:
+            raise ConfigError("server_timeout must be at least twice heartbeat_interval")
+        if self.shutdown_timeout < 0 or self.max_recoveries < 0:
+            raise ConfigError("shutdown_timeout and max_recoveries must not be negative")
+
+    @property
+    def server_name(self) -> str:
+        return self.name or socket.gethostname().split(".")[0] or "taskfire"
+
+
+#: What each option means, for `taskfire worker --help`.
+HELP = {
+    "modules": "modules whose @job functions this worker runs",
+    "redis_url": "Redis URL (redis://, rediss://, or 'embedded')",
+    "prefix": "prefix of every Redis key",
+    "queues": "queues to take jobs from, highest priority first (comma-separated)",
+    "processes": "worker processes",
+    "threads": "jobs run at once in each process",
+    "name": "server name shown to operators (default: host name)",
+    "shutdown_timeout": "seconds running jobs get to finish on SIGTERM before they are requeued",
+    "lease_timeout": "seconds after which a silent worker's jobs are requeued",
+    "heartbeat_interval": "seconds between server heartbeats",
+    "server_timeout": "seconds without a heartbeat before a server is removed",
+    "idle_wait": "longest single wait of an idle worker, in seconds",
+    "max_recoveries": "times a job may lose its worker (killed, cut off) before it fails",
+    "retention": "seconds Succeeded and Deleted jobs are kept",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+}
+
+
+def env_name(field: str) -> str:
+    return "TASKFIRE_" + field.upper()
+
+
+def parse_value(field: str, raw: str) -> Any:
+    """A field's value from its text form (flag or environment variable)."""
+    default = getattr(WorkerConfig, "__struct_defaults__")[WorkerConfig.__struct_fields__.index(field)]
+    try:
+        if isinstance(default, tuple):
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{field.replace('_', '-')}: {raw!r} is not a {type(default).__name__}") from None
+    return raw
+
+
+def from_env(**given: Any) -> WorkerConfig:
+    """The config from keyword values, falling back to TASKFIRE_* variables, then defaults."""
+    values: dict[str, Any] = {}
+    for field in WorkerConfig.__struct_fields__:
+        if given.get(field) is not None:
+            values[field] = given[field]
+        elif os.environ.get(env_name(field)):
+            values[field] = parse_value(field, os.environ[env_name(field)])
+    return WorkerConfig(**values)

@@ -1,0 +1,166 @@
+"""`@job`: turns a module-level function into something that can be enqueued.
+
+A job is stored by name ("module:qualname") and arguments, never as code. A worker runs
+only functions registered here by importing the modules it was given.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, ParamSpec, TypeVar, overload
+
+import msgspec
+
+from .errors import ConfigError
+from .payload import Binder
+from .retries import DEFAULT_RETRIES, ON_EXHAUSTED, RetryPolicy
+from .states import check_queue_name
+
+if TYPE_CHECKING:
+    from .client import Taskfire
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Jobs by name, filled by @job as modules are imported.
+registry: dict[str, JobFunction[Any, Any]] = {}
+
+
+class JobOptions(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Options that may be stored with a job, overriding its function's defaults."""
+
+    retries: int | None = None
+    retry_delays: list[float] | None = None
+    on_exhausted: str | None = None
+
+
+def job_name(fn: Callable[..., Any]) -> str:
+    qualname = getattr(fn, "__qualname__", "")
+    if "<locals>" in qualname or "<lambda>" in qualname:
+        raise ConfigError(
+            f"@job cannot register {qualname!r}: a job must be a module-level function, "
+            f"so that a worker can find it by name")
+    return f"{fn.__module__}:{qualname}"
+
+
+class JobFunction(Generic[P, R]):
+    """A registered job function (or a reference to one by name).
+
+    Calling it runs the function here and now; `enqueue`, `schedule` and `enqueue_many`
+    store a job for a worker. `options(...)` returns a copy with other options for the
+    next enqueues, so the function's own keyword arguments are never taken for options.
+    """
+
+    def __init__(self, fn: Callable[P, R] | None, name: str, *, queue: str = "default",
+                 retries: int = DEFAULT_RETRIES, retry_delays: list[float] | None = None,
+                 retry_on: tuple[type[BaseException], ...] = (Exception,),
+                 on_exhausted: str = "fail", client: Taskfire | None = None,
+                 overrides: JobOptions = JobOptions()) -> None:
+        self.fn = fn
+        self.name = name
+        self.queue = check_queue_name(queue)
+        self.retry_policy = RetryPolicy(retries, retry_delays, retry_on, on_exhausted)
+        self.client = client
+        self.overrides = overrides
+        self.binder = Binder(fn) if fn is not None else None
+        if fn is not None:
+            self.__doc__ = fn.__doc__
+            self.__wrapped__ = fn
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self.fn is None:
+            raise TypeError(f"{self.name} is a reference by name; only a worker can run it")
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<job {self.name} queue={self.queue}>"
+
+    def options(self, *, queue: str | None = None, retries: int | None = None,
+                retry_delays: list[float] | None = None, on_exhausted: str | None = None,
+                client: Taskfire | None = None) -> JobFunction[P, R]:
+        """A copy that enqueues with these options (stored with each job it creates)."""
+        overrides = msgspec.structs.replace(
+            self.overrides,
+            **{k: v for k, v in (("retries", retries), ("retry_delays", retry_delays),
+                                 ("on_exhausted", on_exhausted)) if v is not None})
+        policy = RetryPolicy(  # validates the overrides now, not in the worker
+            retries if retries is not None else self.retry_policy.retries,
+            retry_delays if retry_delays is not None else self.retry_policy.delays,
+            self.retry_policy.retry_on,
+            on_exhausted if on_exhausted is not None else self.retry_policy.on_exhausted)
+        copy = JobFunction(self.fn, self.name, queue=queue or self.queue, retries=policy.retries,
+                           retry_delays=policy.delays, retry_on=policy.retry_on,
+                           on_exhausted=policy.on_exhausted, client=client or self.client,
+                           overrides=overrides)
+        return copy
+
+    def _client(self) -> Taskfire:
+        from .client import default_client
+        return self.client or default_client()
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Stores the job in its queue; returns its id."""
+        return self._client().enqueue(self, *args, **kwargs)
+
+    def schedule(self, when: datetime | timedelta | float, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Stores the job to be enqueued at `when` (an aware datetime) or after a delay."""
+        return self._client().schedule(self, when, *args, **kwargs)
+
+    def enqueue_many(self, calls: Iterable[tuple[Any, ...] | dict[str, Any]]) -> list[str]:
+        """Enqueues one job per call (a tuple of positional or a dict of keyword
+        arguments) in pipelined chunks; returns their ids in order."""
+        return self._client().enqueue_many(self, calls)
+
+    def policy_for(self, stored: JobOptions) -> RetryPolicy:
+        """The retry policy of one job: this function's, with the job's stored overrides."""
+        if stored == JobOptions():
+            return self.retry_policy
+        p = self.retry_policy
+        return RetryPolicy(
+            stored.retries if stored.retries is not None else p.retries,
+            stored.retry_delays if stored.retry_delays is not None else p.delays,
+            p.retry_on,
+            stored.on_exhausted if stored.on_exhausted is not None else p.on_exhausted)
+
+
+@overload
+def job(fn: Callable[P, R], /) -> JobFunction[P, R]: ...
+@overload
+def job(*, queue: str = "default", retries: int = DEFAULT_RETRIES, retry_delays: list[float] | None = None,
+        retry_on: tuple[type[BaseException], ...] | type[BaseException] = Exception,
+        on_exhausted: str = "fail", name: str | None = None) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
+
+
+def job(fn: Callable[..., Any] | None = None, /, *, queue: str = "default", retries: int = DEFAULT_RETRIES,
+        retry_delays: list[float] | None = None,
+        retry_on: tuple[type[BaseException], ...] | type[BaseException] = Exception,
+        on_exhausted: str = "fail", name: str | None = None) -> Any:
+    """Registers a function as a job.
+
+    queue          the queue it is enqueued to (lowercase letters, digits, '_', '-')
+    retries        automatic retries after a failure (0 turns them off); Hangfire's 10
+    retry_delays   seconds before each retry; the last repeats (default: Hangfire's curve)
+    retry_on       exception types worth retrying; any other fails the job at once
+    on_exhausted   "fail" keeps the job in Failed after its last retry; "delete" deletes it
+    name           the stored name, if not "module:qualname" (keeps old jobs runnable
+                   after a function moves)
+    """
+    if isinstance(retry_on, type):
+        retry_on = (retry_on,)
+    if not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
+        raise ConfigError(f"retry_on must be exception types, not {retry_on!r}")
+    if on_exhausted not in ON_EXHAUSTED:
+        raise ConfigError(f"on_exhausted must be 'fail' or 'delete', not {on_exhausted!r}")
+
+    def register(f: Callable[P, R]) -> JobFunction[P, R]:
+        if not callable(f):
+            raise ConfigError(f"@job decorates a function, not {f!r}")
+        if isinstance(f, JobFunction):
+            raise ConfigError(f"{f.name} is already a job")
+        jf: JobFunction[P, R] = JobFunction(
+            f, name or job_name(f), queue=queue, retries=retries, retry_delays=retry_delays,
+            retry_on=tuple(retry_on), on_exhausted=on_exhausted)
+        registry[jf.name] = jf
+        return jf
+
+    return register(fn) if fn is not None else register

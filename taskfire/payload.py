@@ -1,0 +1,116 @@
+"""Job arguments and results as msgpack (msgspec): data, never pickled code.
+
+Encoding happens at enqueue, so an argument msgpack cannot carry fails in the caller's
+hands with its name. Decoding happens in the worker, which converts each argument to the
+function's annotated type (a dict back into a dataclass, a list into a tuple) and fails
+the job with a clear reason when the stored data does not fit.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from typing import Any, Callable
+
+import msgspec
+
+from .errors import PayloadError
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder()
+_args_decoder = msgspec.msgpack.Decoder(tuple[list[Any], dict[str, Any]])
+
+#: The largest repr kept for a result that msgpack cannot encode.
+RESULT_REPR_LIMIT = 2000
+
+
+def encode_args(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                signature: inspect.Signature | None = None) -> bytes:
+    """Encodes a call's arguments, or raises TypeError naming the one that cannot be."""
+    try:
+        return _encoder.encode((args, kwargs))
+    except (TypeError, ValueError, OverflowError) as whole:
+        labels = _argument_labels(args, kwargs, signature)
+        for label, value in labels:
+            try:
+                _encoder.encode(value)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise TypeError(
+                    f"cannot enqueue {name}: argument {label} of type {type(value).__name__} "
+                    f"cannot be stored ({exc}). Job arguments must be plain data (str, int, "
+                    f"float, bool, None, bytes, datetime, list, dict, dataclass, msgspec.Struct); "
+                    f"pass an id and load the object inside the job."
+                ) from None
+        raise TypeError(f"cannot enqueue {name}: its arguments cannot be stored ({whole})") from None
+
+
+def _argument_labels(args: tuple[Any, ...], kwargs: dict[str, Any],
+                     signature: inspect.Signature | None) -> list[tuple[str, Any]]:
+    names: list[str] = []
+    if signature is not None:
+        names = [p.name for p in signature.parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    labels = [(f"{names[i]!r} (position {i})" if i < len(names) else f"at position {i}", v)
+              for i, v in enumerate(args)]
+    labels += [(repr(k), v) for k, v in kwargs.items()]
+    return labels
+
+
+def decode_args(raw: bytes) -> tuple[list[Any], dict[str, Any]]:
+    try:
+        return _args_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise PayloadError(f"the job's stored arguments are corrupt and cannot be decoded ({exc})") from None
+
+
+def encode_result(value: Any) -> tuple[bytes, str | None]:
+    """The result as msgpack; if it cannot be encoded, its repr and a note saying so."""
+    try:
+        return _encoder.encode(value), None
+    except (TypeError, ValueError, OverflowError) as exc:
+        text = repr(value)[:RESULT_REPR_LIMIT]
+        return _encoder.encode(text), f"the return value could not be stored ({exc}); its repr was kept"
+
+
+def decode_value(raw: bytes) -> Any:
+    return _decoder.decode(raw)
+
+
+class Binder:
+    """Fits decoded arguments to a function: checks them against its signature and
+    converts each to its annotated type."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.signature = inspect.signature(fn)
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:  # unresolvable annotations: arguments stay as decoded
+            hints = {}
+        self._types = {
+            name: hints[name] for name, p in self.signature.parameters.items()
+            if name in hints and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
+
+    def check(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raises TypeError at enqueue when the call could never run."""
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"cannot enqueue {name}{self.signature}: {exc}") from None
+
+    def bind(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise PayloadError(f"the stored arguments do not fit {name}{self.signature}: {exc}") from None
+        for param, value in bound.arguments.items():
+            kind = self._types.get(param)
+            if kind is None or kind is Any:
+                continue
+            try:
+                bound.arguments[param] = msgspec.convert(value, kind, strict=False)
+            except msgspec.ValidationError as exc:
+                raise PayloadError(f"argument {param!r} of {name} does not fit its type: {exc}") from None
+            except TypeError:
+                pass  # a type msgspec cannot build: the decoded value is passed as is
+        return bound.args, bound.kwargs

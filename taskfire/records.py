@@ -1,0 +1,116 @@
+"""What `Taskfire.get_job` returns: a job as stored, read in one round trip."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+
+from .errors import PayloadError
+from .payload import decode_args, decode_value
+from .states import FAILED, FINAL_STATES
+
+
+def from_ms(ms: float | int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+class ExceptionInfo(msgspec.Struct, frozen=True):
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+class _RawEntry(msgspec.Struct):
+    state: str
+    at: int
+    reason: str | None = None
+    data: dict[str, Any] = {}
+    due: int | None = None
+
+
+class HistoryEntry(msgspec.Struct, frozen=True):
+    """One state the job entered (or was elected into and passed through)."""
+
+    state: str
+    at: datetime
+    reason: str | None = None
+    data: dict[str, Any] = {}
+    due: datetime | None = None
+
+
+class Job(msgspec.Struct, frozen=True):
+    """A job's record: what to run, where it is now, and how it got there."""
+
+    id: str
+    function: str
+    queue: str
+    state: str
+    reason: str | None
+    args: list[Any]
+    kwargs: dict[str, Any]
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    due_at: datetime | None
+    retry_count: int
+    result: Any
+    exception: ExceptionInfo | None
+    history: list[HistoryEntry]
+    options: dict[str, Any] = {}
+    payload_error: str | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+_entry_decoder = msgspec.json.Decoder(_RawEntry)
+
+
+def _exception_of(entries: list[HistoryEntry]) -> ExceptionInfo | None:
+    for e in reversed(entries):
+        if "exception_type" in e.data:
+            return ExceptionInfo(type=str(e.data["exception_type"]),
+                                 message=str(e.data.get("exception_message") or ""),
+                                 traceback=e.data.get("exception_details"))
+    return None
+
+
+def build_job(job_id: str, fields: dict[bytes, bytes], raw_history: list[bytes],
+              due_ms: float | None) -> Job:
+    f = {k.decode(): v for k, v in fields.items()}
+    history = []
+    for raw in raw_history:
+        e = _entry_decoder.decode(raw)
+        history.append(HistoryEntry(state=e.state, at=from_ms(e.at), reason=e.reason,  # type: ignore[arg-type]
+                                    data=e.data, due=from_ms(e.due)))
+    state = f.get("state", b"").decode()
+    payload_error = None
+    try:
+        args, kwargs = decode_args(f.get("args", b""))
+    except PayloadError as exc:
+        args, kwargs, payload_error = [], {}, str(exc)
+    last = history[-1] if history else None
+    finished = state in FINAL_STATES or state == FAILED
+    result = decode_value(f["result"]) if "result" in f else None
+    return Job(
+        id=job_id,
+        function=f.get("fn", b"").decode(errors="replace"),
+        queue=f.get("queue", b"").decode(),
+        state=state,
+        reason=last.reason if last else None,
+        args=args,
+        kwargs=kwargs,
+        created_at=from_ms(int(f["created"])) if "created" in f else None,
+        started_at=from_ms(int(f["started"])) if "started" in f else None,
+        finished_at=last.at if finished and last else None,
+        due_at=from_ms(due_ms),
+        retry_count=int(f.get("retries", b"0")),
+        result=result,
+        exception=_exception_of(history),
+        history=history,
+        options=decode_value(f["opts"]) if f.get("opts") else {},
+        payload_error=payload_error,
+    )

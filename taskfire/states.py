@@ -1,0 +1,149 @@
+"""Job states. A state is a name plus the data recorded when a job enters it.
+
+Every change of state goes through `Taskfire.change_state` (or, inside a worker, the
+same script it calls): it checks the expected current state, appends the history entry
+and moves the job between Redis structures atomically. Subclass `State` to add custom
+states; a state whose `final` is true starts the retention clock.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar
+
+import msgspec
+
+from .errors import ConfigError
+
+ENQUEUED = "Enqueued"
+SCHEDULED = "Scheduled"
+PROCESSING = "Processing"
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+DELETED = "Deleted"
+
+#: States in which a job is done: it expires after the retention period.
+FINAL_STATES = frozenset({SUCCEEDED, DELETED})
+
+_QUEUE_NAME = re.compile(r"^[a-z0-9_-]{1,100}$")
+_STATE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+def check_queue_name(name: str) -> str:
+    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+        raise ConfigError(
+            f"invalid queue name {name!r}: use 1-100 lowercase letters, digits, '_' or '-'"
+        )
+    return name
+
+
+_entry_encoder = msgspec.json.Encoder()
+
+
+class State(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """A state a job can be moved to. Fields other than `reason` are its data."""
+
+    name: ClassVar[str]
+    final: ClassVar[bool] = False
+    reason: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if name is not None and not _STATE_NAME.match(name):
+            raise ConfigError(f"state name {name!r} must be a letter then letters, digits or '_'")
+
+    def data(self) -> dict[str, Any]:
+        out = msgspec.structs.asdict(self)
+        out.pop("reason", None)
+        return {k: v for k, v in out.items() if v is not None}
+
+    def entry(self) -> bytes:
+        """The history entry as JSON, without its time (the script stamps the server's)."""
+        body: dict[str, Any] = {"state": self.name}
+        if self.reason:
+            body["reason"] = self.reason
+        data = self.data()
+        if data:
+            body["data"] = data
+        return _entry_encoder.encode(body)
+
+
+class Enqueued(State, frozen=True):
+    """Waiting in a queue. `queue` None keeps the job's queue; `front` puts it next in line."""
+
+    name: ClassVar[str] = ENQUEUED
+    queue: str | None = None
+    front: bool = False
+
+    def __post_init__(self) -> None:
+        if self.queue is not None:
+            check_queue_name(self.queue)
+
+    def data(self) -> dict[str, Any]:
+        return {"queue": self.queue} if self.queue else {}
+
+
+class Scheduled(State, frozen=True):
+    """Waiting for a time: an aware datetime, or a delay from the Redis server's now."""
+
+    name: ClassVar[str] = SCHEDULED
+    at: datetime | None = None
+    delay: float | None = None  # seconds
+
+    def __post_init__(self) -> None:
+        if (self.at is None) == (self.delay is None):
+            raise ConfigError("Scheduled needs exactly one of at= or delay=")
+        if self.at is not None and self.at.tzinfo is None:
+            raise ConfigError("Scheduled(at=...) needs an aware datetime, e.g. datetime.now(timezone.utc)")
+        if self.delay is not None and self.delay < 0:
+            raise ConfigError("Scheduled(delay=...) must not be negative")
+
+    @classmethod
+    def when(cls, when: datetime | timedelta | float, reason: str | None = None) -> Scheduled:
+        if isinstance(when, datetime):
+            return cls(at=when, reason=reason)
+        if isinstance(when, timedelta):
+            return cls(delay=when.total_seconds(), reason=reason)
+        return cls(delay=float(when), reason=reason)
+
+    def due_arg(self) -> str:
+        """The script's form: "+<ms>" from the server's now, or absolute epoch ms."""
+        if self.at is not None:
+            return str(int(self.at.astimezone(timezone.utc).timestamp() * 1000))
+        return f"+{int(round((self.delay or 0) * 1000))}"
+
+    def data(self) -> dict[str, Any]:
+        return {}  # the script records the absolute due time
+
+
+class Processing(State, frozen=True):
+    """Running on a worker under a lease. Only a worker's fetch enters it."""
+
+    name: ClassVar[str] = PROCESSING
+
+
+class Succeeded(State, frozen=True):
+    name: ClassVar[str] = SUCCEEDED
+    final: ClassVar[bool] = True
+    duration_ms: float | None = None
+    latency_ms: float | None = None
+    result_error: str | None = None
+
+
+class Failed(State, frozen=True):
+    """The job raised, or could not run. Not final: it stays until requeued or deleted."""
+
+    name: ClassVar[str] = FAILED
+    exception_type: str | None = None
+    exception_message: str | None = None
+    exception_details: str | None = None
+
+
+class Deleted(State, frozen=True):
+    name: ClassVar[str] = DELETED
+    final: ClassVar[bool] = True
+    exception_type: str | None = None
+    exception_message: str | None = None
+    exception_details: str | None = None

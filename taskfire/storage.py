@@ -1,0 +1,235 @@
+"""The Redis layer: one connection pool, the Lua scripts, and one named method per script.
+
+Scripts live in `lua/`, each prefixed with `lua/prelude.lua`, and are called by SHA. A
+server that lost its script cache (a restart) answers NOSCRIPT; the scripts are loaded
+again and only the refused calls are repeated, so nothing runs twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Iterable, NamedTuple, Sequence
+
+import msgspec
+import redis
+from redis.exceptions import NoScriptError
+
+from .keys import Keys
+
+#: Errors after which a caller should wait and try again: Redis is down, restarting,
+#: loading its data, or the connection dropped.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+
+_LUA = Path(__file__).with_name("lua")
+_PRELUDE = (_LUA / "prelude.lua").read_text()
+
+
+class Script:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.text = _PRELUDE + "\n" + (_LUA / f"{name}.lua").read_text()
+        self.sha = hashlib.sha1(self.text.encode()).hexdigest()
+
+
+SCRIPTS = {name: Script(name) for name in ("create", "fetch", "transition", "extend", "heartbeat")}
+
+
+class NewJob(msgspec.Struct, frozen=True):
+    id: str
+    fn: str
+    args: bytes
+    queue: str
+    opts: bytes = b""
+    due: str = ""  # "" now, "+<ms>" after a delay, "<ms>" at an absolute time
+
+
+class FetchedJob(msgspec.Struct, frozen=True):
+    id: str
+    token: str
+    fn: str
+    args: bytes
+    queue: str
+    opts: bytes
+    retries: int
+    created_ms: int
+    fetched_ms: int
+
+
+class Fetch(NamedTuple):
+    now_ms: int
+    next_wake_ms: int | None
+    jobs: list[FetchedJob]
+
+
+class Transition(msgspec.Struct, frozen=True):
+    """The arguments of one state change (see lua/transition.lua)."""
+
+    job_id: str
+    state: str
+    entries: Sequence[tuple[str, bytes]]
+    expected: Sequence[str] = ()  # the job must be in one of these (empty: any) ...
+    unless: Sequence[str] = ()    # ... and in none of these
+    token: str = ""
+    queue: str = ""
+    front: bool = False
+    due: str = ""
+    final: bool = False
+    fields: dict[str, bytes | str] = {}
+
+
+class FetchRequest(msgspec.Struct, frozen=True):
+    worker_id: str
+    queues: Sequence[str]
+    max_jobs: int
+    lease_ms: int
+    recoveries_allowed: int
+
+
+class Storage:
+    """All of taskfire's Redis I/O."""
+
+    def __init__(self, url: str, prefix: str = "taskfire:", *, retention_s: int = 86400,
+                 index_cap: int = 10_000, socket_timeout: float = 10.0) -> None:
+        self.url = url
+        self.keys = Keys(prefix)
+        self.retention_s = retention_s
+        self.index_cap = index_cap
+        self.redis = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=5,
+            socket_keepalive=True, health_check_interval=30)
+
+    def close(self) -> None:
+        self.redis.close()
+
+    # -- scripts -------------------------------------------------------------------
+
+    def _call(self, pipe: Any, script: Script, args: Sequence[Any]) -> None:
+        pipe.evalsha(script.sha, 1, self.keys.queues, self.keys.prefix, *args)
+
+    def _run(self, calls: list[tuple[Script, Sequence[Any]]]) -> list[Any]:
+        """Runs script calls in one round trip; reloads scripts the server forgot."""
+        results: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for _ in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for i in pending:
+                self._call(pipe, *calls[i])
+            replies = pipe.execute(raise_on_error=False)
+            missing = []
+            for i, reply in zip(pending, replies):
+                if isinstance(reply, NoScriptError):
+                    missing.append(i)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    results[i] = reply
+            if not missing:
+                return results
+            self.load_scripts()
+            pending = missing
+        raise RuntimeError("Redis keeps forgetting taskfire's scripts")
+
+    def load_scripts(self) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for script in SCRIPTS.values():
+            pipe.script_load(script.text)
+        pipe.execute()
+
+    # -- jobs ----------------------------------------------------------------------
+
+    def create(self, jobs: Sequence[NewJob], chunk: int = 500) -> None:
+        """Creates jobs in chunks of one script call each, all in one round trip."""
+        calls: list[tuple[Script, Sequence[Any]]] = []
+        for start in range(0, len(jobs), chunk):
+            part = jobs[start:start + chunk]
+            args: list[Any] = [len(part)]
+            for j in part:
+                args += (j.id, j.fn, j.args, j.queue, j.opts, j.due)
+            calls.append((SCRIPTS["create"], args))
+        self._run(calls)
+
+    def _transition_args(self, t: Transition) -> list[Any]:
+        args: list[Any] = [
+            t.job_id, _state_set(t.expected), _state_set(t.unless), t.token, t.state,
+            t.queue, "1" if t.front else "0", t.due, "1" if t.final else "0",
+            self.retention_s, self.index_cap, len(t.fields)]
+        for field, value in t.fields.items():
+            args += (field, value)
+        args.append(len(t.entries))
+        for state, body in t.entries:
+            args += (state, body)
+        return args
+
+    def _fetch_args(self, f: FetchRequest) -> list[Any]:
+        return [f.worker_id, f.max_jobs, f.lease_ms, f.recoveries_allowed, *f.queues]
+
+    def transition(self, t: Transition, then_fetch: FetchRequest | None = None) -> tuple[int, str, Fetch | None]:
+        """Applies a state change; with `then_fetch`, also fetches in the same round trip.
+
+        Returns (code, previous state, fetch): code 1 applied, 0 no such job, -1 not in
+        an expected state, -2 the caller's lease is gone.
+        """
+        calls: list[tuple[Script, Sequence[Any]]] = [(SCRIPTS["transition"], self._transition_args(t))]
+        if then_fetch is not None:
+            calls.append((SCRIPTS["fetch"], self._fetch_args(then_fetch)))
+        replies = self._run(calls)
+        code, old = replies[0]
+        fetched = _parse_fetch(replies[1]) if then_fetch is not None else None
+        return int(code), old.decode(), fetched
+
+    def fetch(self, request: FetchRequest) -> Fetch:
+        return _parse_fetch(self._run([(SCRIPTS["fetch"], self._fetch_args(request))])[0])
+
+    def extend_leases(self, lease_ms: int, leases: Iterable[tuple[str, str]]) -> list[str]:
+        args: list[Any] = [lease_ms]
+        for job_id, token in leases:
+            args += (job_id, token)
+        return [i.decode() for i in self._run([(SCRIPTS["extend"], args)])[0]]
+
+    def wait_for_work(self, keys: Sequence[str], timeout: float) -> bool:
+        """Blocks until a wake-up token arrives on one of `keys` or `timeout` passes."""
+        return self.redis.blpop(list(keys), timeout=max(timeout, 0.001)) is not None
+
+    def wake_worker(self, worker_id: str) -> None:
+        self.redis.lpush(self.keys.worker_wake(worker_id), "1")
+
+    def read_job(self, job_id: str) -> tuple[dict[bytes, bytes], list[bytes], float | None]:
+        """The job hash, its history entries and its due time (if scheduled), in one trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.job(job_id))
+        pipe.lrange(self.keys.history(job_id), 0, -1)
+        pipe.zscore(self.keys.schedule, job_id)
+        fields, history, due = pipe.execute()
+        return fields, history, due
+
+    # -- servers -------------------------------------------------------------------
+
+    def heartbeat(self, server_id: str, timeout_ms: int, facts: dict[str, str]) -> tuple[int, list[str]]:
+        args: list[Any] = [server_id, timeout_ms]
+        for k, v in facts.items():
+            args += (k, v)
+        now, dead = self._run([(SCRIPTS["heartbeat"], args)])[0]
+        return int(now), [d.decode() for d in dead]
+
+    def remove_server(self, server_id: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(self.keys.servers, server_id)
+        pipe.delete(self.keys.server(server_id))
+        pipe.execute()
+
+
+def _state_set(states: Sequence[str]) -> str:
+    return f",{','.join(states)}," if states else ""
+
+
+def _parse_fetch(reply: list[Any]) -> Fetch:
+    now, next_wake, n = int(reply[0]), int(reply[1]), int(reply[2])
+    jobs = []
+    for i in range(n):
+        jid, token, fn, args, queue, opts, retries, created = reply[3 + i * 8: 11 + i * 8]
+        jobs.append(FetchedJob(
+            id=jid.decode(), token=token.decode(), fn=(fn or b"").decode(errors="replace"), args=args or b"",
+            queue=queue.decode(), opts=opts or b"", retries=int(retries), created_ms=int(created or 0),
+            fetched_ms=now))
+    return Fetch(now, None if next_wake < 0 else next_wake, jobs)

@@ -1,0 +1,333 @@
+"""One worker process: a fetch loop feeding executor threads, and a lease keeper.
+
+    fetch      takes as many jobs as there are idle threads, in one script call that
+               also moves each to Processing under a lease; when there is nothing, it
+               blocks on the queues' wake lists until a job arrives or the next
+               scheduled job or lease deadline is due
+    execute    each thread runs a job, then records its outcome and fetches its next
+               job in the same round trip
+    keep       renews the leases of every held job in one call, a few times per lease
+               period; a job whose lease was taken away is told through its
+               cancellation token
+    shutdown   on SIGTERM: no new fetches, cancellation tokens fire, running jobs get
+               `shutdown_timeout` seconds, then whatever is left goes back to the front
+               of its queue
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+import traceback
+from typing import Any
+
+import msgspec
+
+from .client import Taskfire, transition_for
+from .config import WorkerConfig
+from .context import LEASE_LOST, SHUTDOWN, CancellationToken, JobContext, _current
+from .errors import JobCancelled, UnknownJobError
+from .job import JobOptions, registry
+from .payload import decode_args, encode_result
+from .retries import RetryPolicy
+from .states import PROCESSING, Enqueued, Failed, State, Succeeded
+from .storage import TRANSIENT_ERRORS, FetchedJob, FetchRequest
+
+log = logging.getLogger("taskfire.worker")
+
+#: Longest traceback kept with a failure; longer ones keep their start and end.
+DETAILS_LIMIT = 16_000
+
+_opts_decoder = msgspec.msgpack.Decoder(JobOptions)
+_default_policy = RetryPolicy()
+
+
+def failure(exc: BaseException) -> Failed:
+    """A Failed state describing an exception."""
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    details = "".join(traceback.format_exception(exc))
+    if len(details) > DETAILS_LIMIT:
+        half = DETAILS_LIMIT // 2
+        details = details[:half] + "\n[... traceback shortened ...]\n" + details[-half:]
+    return Failed(reason=f"{name}: {exc}"[:500], exception_type=name,
+                  exception_message=str(exc), exception_details=details)
+
+
+class Backoff:
+    """Waits after a Redis error: 50 ms, doubling up to 2 s; logs an outage once."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.delay = 0.0
+
+    def wait(self, exc: Exception, stop: threading.Event) -> None:
+        if self.delay == 0:
+            log.warning("%s: Redis unavailable (%s); retrying", self.what, exc)
+        self.delay = min(max(self.delay * 2, 0.05), 2.0)
+        stop.wait(self.delay)
+
+    def ok(self) -> None:
+        if self.delay:
+            log.info("%s: Redis is back", self.what)
+        self.delay = 0.0
+
+
+class Held:
+    """A job this process fetched and holds a lease on, until its outcome is stored."""
+
+    __slots__ = ("job", "cancellation", "lost")
+
+    def __init__(self, job: FetchedJob) -> None:
+        self.job = job
+        self.cancellation = CancellationToken()
+        self.lost = False
+
+
+class WorkerProcess:
+    def __init__(self, config: WorkerConfig, worker_id: str) -> None:
+        self.config = config
+        self.id = worker_id
+        self.client = Taskfire(config.redis_url, prefix=config.prefix, retention=config.retention)
+        self.storage = self.client.storage
+        self.lease_ms = int(config.lease_timeout * 1000)
+        self.stopping = threading.Event()  # no new jobs
+        self.exiting = threading.Event()   # the process is about to end
+        self.hurry = threading.Event()     # a second stop signal: do not wait for jobs
+        self.held: dict[str, Held] = {}
+        self.lock = threading.Condition()
+        self.idle = config.threads
+        self.handoff: queue.SimpleQueue[FetchedJob | None] = queue.SimpleQueue()
+        self.wake_keys = [self.storage.keys.worker_wake(worker_id)] + [
+            self.storage.keys.wake(q) for q in config.queues]
+
+    def request(self, max_jobs: int) -> FetchRequest:
+        return FetchRequest(self.id, self.config.queues, max_jobs, self.lease_ms, self.config.max_recoveries)
+
+    # -- the process -----------------------------------------------------------------
+
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which tells us
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        threads = [threading.Thread(target=self._execute_loop, name=f"executor-{i}", daemon=True)
+                   for i in range(self.config.threads)]
+        threads.append(threading.Thread(target=self._fetch_loop, name="fetch", daemon=True))
+        threads.append(threading.Thread(target=self._keep_leases, name="leases", daemon=True))
+        for t in threads:
+            t.start()
+        log.info("worker %s taking jobs from %s with %d threads", self.id,
+                 ",".join(self.config.queues), self.config.threads)
+        while not self.stopping.wait(1.0):
+            pass
+        self._shutdown()
+        return 0
+
+    def stop(self, why: str) -> None:
+        if not self.stopping.is_set():
+            log.info("worker %s stopping: %s", self.id, why)
+            self.stopping.set()
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        if self.stopping.is_set():
+            self.hurry.set()
+            with self.lock:
+                self.lock.notify_all()
+        self.stop(signal.Signals(signum).name)
+
+    def _shutdown(self) -> None:
+        try:
+            self.storage.wake_worker(self.id)  # ends the fetch loop's wait
+        except TRANSIENT_ERRORS:
+            pass
+        with self.lock:
+            running = len(self.held)
+            for h in self.held.values():
+                h.cancellation.cancel(SHUTDOWN)
+        for _ in range(self.config.threads):
+            self.handoff.put(None)
+        if running:
+            log.info("worker %s: waiting up to %.0f s for %d running job(s)", self.id,
+                     self.config.shutdown_timeout, running)
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        with self.lock:
+            while self.held and not self.hurry.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.lock.wait(left)
+            left_behind = list(self.held.values())
+        for h in left_behind:
+            self._give_back(h.job, "Requeued: its worker shut down before the job finished")
+        self.exiting.set()
+        try:
+            self.storage.redis.delete(self.storage.keys.worker_wake(self.id))
+        except TRANSIENT_ERRORS:
+            pass
+        log.info("worker %s stopped (%d job(s) returned to their queue)", self.id, len(left_behind))
+
+    # -- fetch -----------------------------------------------------------------------
+
+    def _fetch_loop(self) -> None:
+        backoff = Backoff(f"worker {self.id} fetch")
+        while not self.stopping.is_set():
+            with self.lock:
+                while self.idle == 0 and not self.stopping.is_set():
+                    self.lock.wait()
+                free = self.idle
+            if self.stopping.is_set():
+                return
+            try:
+                batch = self.storage.fetch(self.request(free))
+                backoff.ok()
+                if batch.jobs:
+                    self._hold(batch.jobs)
+                    for j in batch.jobs:
+                        self.handoff.put(j)
+                    continue
+                wait = self.config.idle_wait
+                if batch.next_wake_ms is not None:
+                    wait = min(wait, max((batch.next_wake_ms - batch.now_ms) / 1000, 0.001))
+                self.storage.wait_for_work(self.wake_keys, wait)
+            except TRANSIENT_ERRORS as exc:
+                backoff.wait(exc, self.stopping)
+            except Exception:
+                log.exception("worker %s: fetch failed", self.id)
+                self.stopping.wait(1.0)
+
+    def _hold(self, jobs: list[FetchedJob]) -> None:
+        with self.lock:
+            for j in jobs:
+                self.held[j.id] = Held(j)
+            self.idle -= len(jobs)
+
+    # -- execute ---------------------------------------------------------------------
+
+    def _execute_loop(self) -> None:
+        while True:
+            job = self.handoff.get()
+            if job is None:
+                return
+            while job is not None:
+                job = self._run_one(job)
+            with self.lock:
+                self.idle += 1
+                self.lock.notify_all()
+
+    def _run_one(self, job: FetchedJob) -> FetchedJob | None:
+        """Runs a held job and stores its outcome; returns the next job, if one came back."""
+        held = self.held[job.id]
+        if self.stopping.is_set():
+            self._give_back(job, "Requeued: its worker shut down before the job started")
+            return None
+        state, elected, fields = self._perform(job, held.cancellation)
+        then_fetch = None if self.stopping.is_set() else self.request(1)
+        transition = transition_for(job.id, state, (PROCESSING,), token=job.token,
+                                    fields=fields, elected=elected)
+        backoff = Backoff(f"worker {self.id} finishing {job.id}")
+        while True:
+            try:
+                code, old, fetched = self.storage.transition(transition, then_fetch)
+                break
+            except TRANSIENT_ERRORS as exc:
+                if self.exiting.is_set():
+                    return None  # the lease lapses and another worker runs the job again
+                backoff.wait(exc, self.exiting)
+        backoff.ok()
+        self._log_outcome(job, state, elected, code, old)
+        with self.lock:
+            del self.held[job.id]
+            if fetched and fetched.jobs:
+                self.held[fetched.jobs[0].id] = Held(fetched.jobs[0])
+            self.lock.notify_all()
+        return fetched.jobs[0] if fetched and fetched.jobs else None
+
+    def _perform(self, job: FetchedJob, cancellation: CancellationToken
+                 ) -> tuple[State, list[State], dict[str, bytes | str]]:
+        """Runs the job's function: (the state it ends in, states elected before it,
+        fields to store)."""
+        fn = registry.get(job.fn)
+        started = time.monotonic()
+        try:
+            if fn is None or fn.fn is None or fn.binder is None:
+                raise UnknownJobError(
+                    f"{job.fn!r} is not a @job registered in this worker (it imported "
+                    f"{', '.join(self.config.modules) or 'no modules'}); start the worker "
+                    f"with the module that defines it")
+            args, kwargs = fn.binder.bind(fn.name, *decode_args(job.args))
+            context = JobContext(job.id, job.fn, job.queue, job.retries + 1, args, kwargs,
+                                 self.id, cancellation)
+            token = _current.set(context)
+            try:
+                value = fn.fn(*args, **kwargs)
+            finally:
+                _current.reset(token)
+        except BaseException as exc:  # a job's failure, whatever it is, is recorded
+            if isinstance(exc, JobCancelled) and cancellation.reason == SHUTDOWN:
+                return Enqueued(front=True, reason="Requeued: the job stopped for its worker's shutdown"), [], {}
+            failed = failure(exc)
+            policy = _default_policy if fn is None else fn.policy_for(_stored_options(job))
+            after, retries = policy.elect(failed, exc, job.retries)
+            if after is failed:
+                return failed, [], {}
+            return after, [failed], {"retries": str(retries)}
+        duration = (time.monotonic() - started) * 1000
+        data, note = encode_result(value)
+        latency = max(0, job.fetched_ms - job.created_ms) if job.created_ms else None
+        return Succeeded(duration_ms=round(duration, 3), latency_ms=latency, result_error=note), [], {"result": data}
+
+    def _give_back(self, job: FetchedJob, reason: str) -> None:
+        """Returns a held job to the front of its queue, if it is still ours."""
+        try:
+            self.storage.transition(transition_for(
+                job.id, Enqueued(front=True, reason=reason), (PROCESSING,), token=job.token))
+        except TRANSIENT_ERRORS as exc:
+            log.warning("job %s could not be requeued (%s); it will be when its lease lapses", job.id, exc)
+        with self.lock:
+            self.held.pop(job.id, None)
+            self.lock.notify_all()
+
+    def _log_outcome(self, job: FetchedJob, state: State, elected: list[State], code: int, old: str) -> None:
+        if code != 1:
+            log.warning("job %s (%s) became %s while it ran; its outcome (%s) was discarded",
+                        job.id, job.fn, old or "missing", state.name)
+        elif elected:
+            log.warning("job %s (%s) failed, then %s: %s", job.id, job.fn, state.name, state.reason)
+        elif isinstance(state, Failed):
+            log.error("job %s (%s) failed: %s", job.id, job.fn, state.reason)
+        else:
+            log.debug("job %s (%s) %s", job.id, job.fn, state.name)
+
+    # -- leases ----------------------------------------------------------------------
+
+    def _keep_leases(self) -> None:
+        parent = os.getppid()
+        backoff = Backoff(f"worker {self.id} leases")
+        while not self.exiting.wait(self.config.lease_timeout / 4):
+            if os.getppid() != parent:
+                self.stop("its server process is gone")
+            with self.lock:
+                leases = [(i, h.job.token) for i, h in self.held.items() if not h.lost]
+            if not leases:
+                continue
+            try:
+                lost = self.storage.extend_leases(self.lease_ms, leases)
+                backoff.ok()
+            except TRANSIENT_ERRORS as exc:
+                backoff.wait(exc, self.exiting)
+                continue
+            with self.lock:
+                for job_id in lost:
+                    h = self.held.get(job_id)
+                    if h is not None:
+                        h.lost = True
+                        h.cancellation.cancel(LEASE_LOST)
+                        log.warning("job %s was requeued, deleted or taken over while it ran", job_id)
+
+
+def _stored_options(job: FetchedJob) -> JobOptions:
+    return _opts_decoder.decode(job.opts) if job.opts else JobOptions()
+
