@@ -27,6 +27,7 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(process)d %(name)s: %(message)s")
+    logging.getLogger("redis").setLevel(logging.WARNING)  # its DEBUG lines are not ours
 
 
 def import_modules(modules: Sequence[str]) -> None:

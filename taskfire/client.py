@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 import msgspec
 
 from .errors import ConfigError
-from .job import JobFunction, JobOptions, job_name
+from .job import JobFunction, JobOptions
 from .payload import encode_args
 from .records import Job, build_job
 from .states import DELETED, Deleted, Enqueued, Scheduled, State, check_queue_name
@@ -96,7 +96,8 @@ class Taskfire:
         if isinstance(target, JobFunction):
             return target
         if callable(target):
-            raise ConfigError(f"{job_name(target)} is not a job: decorate it with @job")
+            name = f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', target)}"
+            raise ConfigError(f"{name} is not a job: decorate it with @job")
         raise ConfigError(f"cannot enqueue {target!r}: pass a @job function or a 'module:function' name")
 
     def _new_job(self, jf: JobFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],

@@ -81,10 +81,11 @@ class Binder:
     converts each to its annotated type."""
 
     def __init__(self, fn: Callable[..., Any]) -> None:
-        self.signature = inspect.signature(fn)
         try:
+            self.signature = inspect.signature(fn, eval_str=True)
             hints = typing.get_type_hints(fn)
         except Exception:  # unresolvable annotations: arguments stay as decoded
+            self.signature = inspect.signature(fn)
             hints = {}
         self._types = {
             name: hints[name] for name, p in self.signature.parameters.items()

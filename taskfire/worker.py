@@ -291,7 +291,9 @@ class WorkerProcess:
             self.lock.notify_all()
 
     def _log_outcome(self, job: FetchedJob, state: State, elected: list[State], code: int, old: str) -> None:
-        if code != 1:
+        if code != 1 and old == state.name:
+            log.debug("job %s (%s) %s (stored by an earlier try of the same call)", job.id, job.fn, old)
+        elif code != 1:
             log.warning("job %s (%s) became %s while it ran; its outcome (%s) was discarded",
                         job.id, job.fn, old or "missing", state.name)
         elif elected:

@@ -6,31 +6,30 @@
 --       due: "" to enqueue now, "+<ms>" for a delay from the server's now, "<ms>" for
 --       an absolute time
 -- Keys  job:<id>, job:<id>:history, queue:<q>, queue:<q>:wake, queues, schedule
--- Returns the number of jobs created; if any id already exists, creates none.
+-- Returns the number of jobs created. An id that already exists is skipped: ids are
+-- made by the caller, so a call repeated after a dropped connection creates nothing twice.
 
 local now = now_ms()
 local n = tonumber(ARGV[2])
-for i = 0, n - 1 do
-  local id = ARGV[3 + i * 6]
-  if redis.call('EXISTS', K.job(id)) == 1 then
-    return redis.error_reply('taskfire: job ' .. id .. ' already exists')
-  end
-end
+local created = 0
 for i = 0, n - 1 do
   local base = 3 + i * 6
   local id, fn, args, queue, opts, due = ARGV[base], ARGV[base + 1], ARGV[base + 2],
     ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
   local jk = K.job(id)
-  redis.call('HSET', jk, 'fn', fn, 'args', args, 'queue', queue, 'created', fmt(now))
-  if opts ~= '' then redis.call('HSET', jk, 'opts', opts) end
-  if due == '' then
-    redis.call('RPUSH', K.history(id), entry(now, 'Enqueued', nil, { queue = queue }))
-    enter_state(id, 'Enqueued', now, { queue = queue })
-  else
-    local at
-    if string.sub(due, 1, 1) == '+' then at = now + tonumber(string.sub(due, 2)) else at = tonumber(due) end
-    redis.call('RPUSH', K.history(id), entry(now, 'Scheduled', nil, { queue = queue }, at))
-    enter_state(id, 'Scheduled', now, { due = at })
+  if redis.call('EXISTS', jk) == 0 then
+    created = created + 1
+    redis.call('HSET', jk, 'fn', fn, 'args', args, 'queue', queue, 'created', fmt(now))
+    if opts ~= '' then redis.call('HSET', jk, 'opts', opts) end
+    if due == '' then
+      redis.call('RPUSH', K.history(id), entry(now, 'Enqueued', nil, { queue = queue }))
+      enter_state(id, 'Enqueued', now, { queue = queue })
+    else
+      local at
+      if string.sub(due, 1, 1) == '+' then at = now + tonumber(string.sub(due, 2)) else at = tonumber(due) end
+      redis.call('RPUSH', K.history(id), entry(now, 'Scheduled', nil, { queue = queue }, at))
+      enter_state(id, 'Scheduled', now, { due = at })
+    end
   end
 end
-return n
+return created

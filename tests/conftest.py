@@ -1,0 +1,154 @@
+"""Real parts only: each session starts its own throwaway servers on free loopback ports
+(the embedded Valkey binary, and Debian's redis-server when it is on PATH) and every
+storage test runs against each. Workers are real `taskfire worker` processes."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import redis
+
+from taskfire import Taskfire
+from taskfire.embedded import EmbeddedServer
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVERS = ["valkey"] + (["redis"] if shutil.which("redis-server") else [])
+_prefixes = itertools.count(1)
+_report: list[str] = []
+
+
+def report(line: str) -> None:
+    """A figure for the end of the run (no timing is ever asserted)."""
+    _report.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _report:
+        terminalreporter.section("taskfire figures")
+        for line in _report:
+            terminalreporter.write_line(line)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition",
+             interval: float = 0.02) -> Any:
+    """Polls until `predicate()` is truthy; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {value!r})")
+        time.sleep(interval)
+
+
+def start_server(kind: str, data_dir: Path, **kwargs: Any) -> EmbeddedServer:
+    binary = shutil.which("redis-server") if kind == "redis" else None
+    server = EmbeddedServer(data_dir, binary=binary, **kwargs)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session", params=SERVERS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    s = start_server(request.param, tmp_path_factory.mktemp(request.param))
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{next(_prefixes)}:"
+
+
+@pytest.fixture
+def tf(server: EmbeddedServer, prefix: str) -> Iterator[Taskfire]:
+    client = Taskfire(server.url, prefix=prefix)
+    yield client
+    r = client.storage.redis
+    keys = list(r.scan_iter(match=prefix + "*", count=1000))
+    for i in range(0, len(keys), 1000):
+        r.delete(*keys[i:i + 1000])
+    client.close()
+
+
+class WorkerHandle:
+    """A `taskfire worker` command running in its own session (process group)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.proc = proc
+        self.log = log
+
+    def children(self) -> list[int]:
+        """Pids of its worker processes."""
+        try:
+            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(p) for p in text.split()]
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+
+@pytest.fixture
+def start_worker_on(prefix: str, tmp_path: Path) -> Iterator[Callable[..., WorkerHandle]]:
+    """Starts `taskfire worker` processes against a given server URL; kills them after."""
+    handles: list[WorkerHandle] = []
+
+    def start(url: str, *args: str, modules: tuple[str, ...] = ("tests.jobs",),
+              env: dict[str, str] | None = None, ready: bool = True) -> WorkerHandle:
+        log = tmp_path / f"worker-{len(handles)}.log"
+        full_env = dict(os.environ, TASKFIRE_REDIS_URL=url, TASKFIRE_PREFIX=prefix,
+                        TASKFIRE_LEASE_TIMEOUT="2", TASKFIRE_HEARTBEAT_INTERVAL="0.5",
+                        TASKFIRE_SERVER_TIMEOUT="2", TASKFIRE_LOG_LEVEL="DEBUG",
+                        PYTHONUNBUFFERED="1")
+        full_env.update(env or {})
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "taskfire", "worker", *modules, *args],
+                                    cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        handle = WorkerHandle(proc, log)
+        handles.append(handle)
+        if ready:
+            wait_for(lambda: "taking jobs from" in handle.output() or proc.poll() is not None,
+                     20, "the worker to start")
+            assert proc.poll() is None, handle.output()
+        return handle
+
+    yield start
+    for h in handles:
+        h.kill()
+
+
+@pytest.fixture
+def start_worker(server: EmbeddedServer, start_worker_on: Callable[..., WorkerHandle]) -> Callable[..., WorkerHandle]:
+    """Starts `taskfire worker` processes against the session's server."""
+    return lambda *args, **kwargs: start_worker_on(server.url, *args, **kwargs)
+
+
+def redis_client(server: EmbeddedServer) -> redis.Redis:
+    return redis.Redis.from_url(server.url)

@@ -1,0 +1,145 @@
+"""Job functions the tests enqueue and `taskfire worker tests.jobs` runs. They leave
+their traces in Redis, under the test's own prefix, so the test can read them."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import datetime
+
+from taskfire import JobCancelled, current_job, job
+from taskfire.client import default_client
+
+
+def _redis():
+    return default_client().storage.redis
+
+
+def _key(name: str) -> str:
+    return default_client().prefix + "test:" + name
+
+
+def runs_key(prefix: str) -> str:
+    return prefix + "test:runs"
+
+
+@job
+def echo(value):
+    return value
+
+
+@job
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@job(retry_delays=[0.2])  # its own Redis calls fail while Redis restarts: retry soon
+def count_run(pause: float = 0.0) -> None:
+    """Counts how many times each job id ran (the kill test's duplicate count)."""
+    _redis().hincrby(_key("runs"), current_job().id, 1)
+    time.sleep(pause)
+
+
+@job(queue="critical")
+def record_critical(tag: str) -> None:
+    _redis().rpush(_key("order"), tag)
+
+
+@job
+def record_default(tag: str) -> None:
+    _redis().rpush(_key("order"), tag)
+
+
+@job(queue="low")
+def record_low(tag: str) -> None:
+    _redis().rpush(_key("order"), tag)
+
+
+@job
+def record_start() -> None:
+    _redis().rpush(_key("starts"), repr(time.time()))
+
+
+@job(retries=5, retry_delays=[0.2])
+def fail_times(n: int) -> str:
+    attempt = current_job().attempt
+    if attempt <= n:
+        raise RuntimeError(f"failure {attempt} of {n}")
+    return f"succeeded on attempt {attempt}"
+
+
+@job(retries=2, retry_delays=[0.1, 0.2])
+def always_fails() -> None:
+    raise ValueError("this job always fails")
+
+
+@job(retries=2, retry_delays=[0.1], on_exhausted="delete")
+def fails_then_deleted() -> None:
+    raise ValueError("gone after retries")
+
+
+@job(retries=3, retry_delays=[0.1], retry_on=(ConnectionError,))
+def fails_with(kind: str) -> None:
+    raise {"connection": ConnectionError, "value": ValueError}[kind]("boom")
+
+
+@job
+def import_broken() -> None:
+    import tests.broken_module  # noqa: F401  (raises at import)
+
+
+@job
+def sleep_for(seconds: float) -> str:
+    time.sleep(seconds)
+    _redis().rpush(_key("slept"), current_job().id)
+    return "slept"
+
+
+@job
+def sleep_cooperatively(seconds: float) -> str:
+    """Checks its cancellation token: on shutdown it stops and goes back to its queue."""
+    ctx = current_job()
+    _redis().rpush(_key("started"), ctx.id)
+    if ctx.cancellation.wait(seconds):
+        _redis().rpush(_key("cancelled"), ctx.cancellation.reason)
+        ctx.cancellation.raise_if_cancelled()
+    return "finished"
+
+
+@job
+def long_running(seconds: float) -> None:
+    """Runs far longer than a lease; counts its starts."""
+    _redis().hincrby(_key("runs"), current_job().id, 1)
+    time.sleep(seconds)
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+@job
+def typed(when: datetime, point: Point, tags: tuple[str, ...]) -> str:
+    assert isinstance(when, datetime) and isinstance(point, Point) and isinstance(tags, tuple)
+    return f"{when.isoformat()} {point.x},{point.y} {'/'.join(tags)}"
+
+
+@job
+def context_info() -> dict:
+    ctx = current_job()
+    return {"id": ctx.id, "name": ctx.name, "queue": ctx.queue, "attempt": ctx.attempt}
+
+
+@job
+def raises_cancelled_without_shutdown() -> None:
+    raise JobCancelled("the job gave up on its own")
+
+
+@job
+def sleeps_on_first_run(seconds: float) -> int:
+    """Sleeps on its first run only; returns how many times it has started."""
+    runs = _redis().hincrby(_key("runs"), current_job().id, 1)
+    if runs == 1:
+        time.sleep(seconds)
+    return runs
