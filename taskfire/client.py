@@ -158,7 +158,7 @@ class Taskfire:
     def queue_lengths(self) -> dict[str, int]:
         """Jobs waiting in each known queue (ids left by deleted jobs included)."""
         r = self.storage.redis
-        names = sorted(n.decode() for n in r.smembers(self.storage.keys.queues))
+        names = sorted(n.decode() if isinstance(n, bytes) else n for n in r.smembers(self.storage.keys.queues))
         pipe = r.pipeline(transaction=False)
         for name in names:
             pipe.llen(self.storage.keys.queue(name))

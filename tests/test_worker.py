@@ -218,3 +218,20 @@ def test_a_dead_server_is_removed_by_a_live_one(tf, start_worker):
     start_worker("--name", "survivor")
     wait_for(lambda: [s.decode().split(":")[0] for s in r.zrange(k.servers, 0, -1)] == ["survivor"], 15,
              "the dead server to be removed")
+
+
+def test_finished_jobs_expire_and_counters_stay_bounded(tf, start_worker):
+    start_worker()
+    ok = jobs.add.enqueue(1, 1)
+    bad = jobs.always_fails.options(retries=0).enqueue()
+    settled(tf, ok)
+    settled(tf, bad)
+    r, k = tf.storage.redis, tf.storage.keys
+    assert 86300 < r.ttl(k.job(ok)) <= 86400 and 86300 < r.ttl(k.history(ok)) <= 86400
+    assert r.ttl(k.job(bad)) == -1  # Failed is kept until someone acts
+    hour = int(time.time() // 3600)
+    for state in ("Succeeded", "Failed"):
+        assert int(r.get(k.stat(state))) == 1
+        hourly = [key for key in (k.stat(state, hour), k.stat(state, hour - 1)) if r.exists(key)]
+        assert hourly and 0 < r.ttl(hourly[0]) <= 8 * 24 * 3600
+    assert r.lrange(k.state("Succeeded"), 0, -1) == [ok.encode()]

@@ -1,0 +1,22 @@
+"""Checked by mypy (tests/test_cli.py), never run: @job keeps the function's signature."""
+
+from datetime import timedelta
+
+from taskfire import Taskfire, job
+
+
+@job(queue="critical", retries=3)
+def charge(invoice_id: int, note: str = "") -> str:
+    return f"{invoice_id}{note}"
+
+
+tf = Taskfire("redis://127.0.0.1:1/0")
+ok: str = charge.enqueue(7)
+ok = charge.enqueue(7, note="x")
+ok = charge.schedule(timedelta(minutes=5), 7)
+ids: list[str] = charge.enqueue_many([(1,), (2,)])
+direct: str = charge(1)
+charge.enqueue("seven")  # expect-error
+charge.enqueue(7, colour="red")  # expect-error
+charge.schedule(timedelta(seconds=1))  # expect-error
+wrong: int = charge(1)  # expect-error
