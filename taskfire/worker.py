@@ -80,12 +80,13 @@ class Backoff:
 class Held:
     """A job this process fetched and holds a lease on, until its outcome is stored."""
 
-    __slots__ = ("job", "cancellation", "lost")
+    __slots__ = ("job", "cancellation", "lost", "finishing")
 
     def __init__(self, job: FetchedJob) -> None:
         self.job = job
         self.cancellation = CancellationToken()
         self.lost = False
+        self.finishing = False  # its outcome is being stored, which ends the lease
 
 
 class WorkerProcess:
@@ -224,6 +225,7 @@ class WorkerProcess:
             self._give_back(job, "Requeued: its worker shut down before the job started")
             return None
         state, elected, fields = self._perform(job, held.cancellation)
+        held.finishing = True
         then_fetch = None if self.stopping.is_set() else self.request(1)
         transition = transition_for(job.id, state, (PROCESSING,), token=job.token,
                                     fields=fields, elected=elected)
@@ -312,7 +314,7 @@ class WorkerProcess:
             if os.getppid() != parent:
                 self.stop("its server process is gone")
             with self.lock:
-                leases = [(i, h.job.token) for i, h in self.held.items() if not h.lost]
+                leases = [(i, h.job.token) for i, h in self.held.items() if not (h.lost or h.finishing)]
             if not leases:
                 continue
             try:
@@ -324,7 +326,7 @@ class WorkerProcess:
             with self.lock:
                 for job_id in lost:
                     h = self.held.get(job_id)
-                    if h is not None:
+                    if h is not None and not h.finishing:
                         h.lost = True
                         h.cancellation.cancel(LEASE_LOST)
                         log.warning("job %s was requeued, deleted or taken over while it ran", job_id)
