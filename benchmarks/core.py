@@ -98,7 +98,7 @@ def bench_latency(url: str, samples: int) -> tuple[float, float]:
         for i in range(samples):
             time.sleep(0.02)  # the worker goes idle again
             tf.enqueue(jobs.stamp, time.time())
-            wait_until(lambda: r.llen(prefix + "bench:latency") == i + 1, 10)
+            wait_until(lambda i=i: r.llen(prefix + "bench:latency") == i + 1, 10)
         values = sorted(float(v) * 1000 for v in r.lrange(prefix + "bench:latency", 0, -1))
         return statistics.median(values), values[int(len(values) * 0.99) - 1]
     finally:

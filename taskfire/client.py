@@ -87,8 +87,8 @@ class Taskfire:
         those given here are stored with each job and override them."""
         if ":" not in name:
             raise ConfigError(f"job name {name!r} must look like 'package.module:function'")
-        return JobFunction(None, name, queue=queue, client=self).options(**options) if options \
-            else JobFunction(None, name, queue=queue, client=self)
+        ref: JobFunction[..., Any] = JobFunction(None, name, queue=queue, client=self)
+        return ref.options(**options) if options else ref
 
     def _target(self, target: JobFunction[..., Any] | str) -> JobFunction[..., Any]:
         if isinstance(target, str):
@@ -162,7 +162,7 @@ class Taskfire:
         pipe = r.pipeline(transaction=False)
         for name in names:
             pipe.llen(self.storage.keys.queue(name))
-        return dict(zip(names, pipe.execute()))
+        return dict(zip(names, pipe.execute(), strict=True))
 
     # -- moving jobs ---------------------------------------------------------------
 

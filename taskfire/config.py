@@ -86,7 +86,7 @@ def env_name(field: str) -> str:
 
 def parse_value(field: str, raw: str) -> Any:
     """A field's value from its text form (flag or environment variable)."""
-    default = getattr(WorkerConfig, "__struct_defaults__")[WorkerConfig.__struct_fields__.index(field)]
+    default = WorkerConfig.__struct_defaults__[WorkerConfig.__struct_fields__.index(field)]
     try:
         if isinstance(default, tuple):
             return tuple(p.strip() for p in raw.split(",") if p.strip())

@@ -117,7 +117,7 @@ class Storage:
                 self._call(pipe, *calls[i])
             replies = pipe.execute(raise_on_error=False)
             missing = []
-            for i, reply in zip(pending, replies):
+            for i, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, NoScriptError):
                     missing.append(i)
                 elif isinstance(reply, Exception):

@@ -116,7 +116,8 @@ class WorkerProcess:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         threads = [threading.Thread(target=self._execute_loop, name=f"executor-{i}", daemon=True)
                    for i in range(self.config.threads)]
-        threads.append(threading.Thread(target=self._fetch_loop, name="fetch", daemon=True))
+        self.fetcher = threading.Thread(target=self._fetch_loop, name="fetch", daemon=True)
+        threads.append(self.fetcher)
         threads.append(threading.Thread(target=self._keep_leases, name="leases", daemon=True))
         for t in threads:
             t.start()
@@ -144,6 +145,11 @@ class WorkerProcess:
             self.storage.wake_worker(self.id)  # ends the fetch loop's wait
         except TRANSIENT_ERRORS:
             pass
+        # A fetch in flight hands its jobs out before the executors' stop sentinels, so
+        # they are given back at once rather than after the shutdown timeout.
+        with self.lock:
+            self.lock.notify_all()  # a fetch loop waiting for a free thread
+        self.fetcher.join(self.config.idle_wait + 2)
         with self.lock:
             running = len(self.held)
             for h in self.held.values():

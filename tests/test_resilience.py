@@ -220,3 +220,18 @@ def test_dropped_connections_do_not_stop_a_worker(tf, server, start_worker):
         stop.set()
         dropper.join()
     assert sum(kills) > 0
+
+
+def test_a_stopping_worker_takes_no_new_job(tf, start_worker):
+    # Given a single-threaded worker busy with one job and more jobs waiting
+    w = start_worker("--threads", "1", "--shutdown-timeout", "20")
+    busy = jobs.long_running.enqueue(1.5)
+    running(tf, busy)
+    waiting = jobs.add.enqueue_many([(i, i) for i in range(5)])
+    # When it is told to stop
+    w.signal(signal.SIGTERM)
+    assert w.wait(30) == 0
+    # Then it finished its job and left the others untouched in their queue
+    assert tf.get_job(busy).state == "Succeeded"
+    for jid in waiting:
+        assert [e.state for e in tf.get_job(jid).history] == ["Enqueued"]
