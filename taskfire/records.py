@@ -87,6 +87,10 @@ def build_job(job_id: str, fields: dict[bytes, bytes], raw_history: list[bytes],
         history.append(HistoryEntry(state=e.state, at=from_ms(e.at), reason=e.reason,  # type: ignore[arg-type]
                                     data=e.data, due=from_ms(e.due)))
     state = f.get("state", b"").decode()
+    if not history and "created" in f:
+        # A job that never changed state: its creation entry is implied by the hash.
+        history.append(HistoryEntry(state=state, at=from_ms(int(f["created"])),  # type: ignore[arg-type]
+                                    data={"queue": f.get("queue", b"").decode()}, due=from_ms(due_ms)))
     payload_error = None
     try:
         args, kwargs = decode_args(f.get("args", b""))

@@ -218,3 +218,17 @@ def test_a_repeated_create_call_creates_nothing_twice(tf):
     tf.storage.create([new])
     assert tf.queue_lengths() == {"default": 1}
     assert len(tf.get_job("fixed-id-1").history) == 1
+
+
+def test_a_waiting_job_has_no_history_key_until_its_first_change(tf):
+    # Given a scheduled job: its creation entry is implied by the job hash
+    jid = jobs.echo.schedule(60, 1)
+    before = tf.get_job(jid)
+    assert not tf.storage.redis.exists(tf.storage.keys.history(jid))
+    assert [(e.state, e.due) for e in before.history] == [("Scheduled", before.due_at)]
+    # When it changes state, the creation entry is written first, due time included
+    assert tf.change_state(jid, Enqueued(reason="now"), expected_state="Scheduled")
+    after = tf.get_job(jid)
+    assert [(e.state, e.due, e.at) for e in after.history[:1]] == [("Scheduled", before.due_at, before.created_at)]
+    assert [e.state for e in after.history] == ["Scheduled", "Enqueued"]
+    assert after.history[0].data == {"queue": "default"}

@@ -1,11 +1,11 @@
--- create.lua: creates jobs, each Enqueued or Scheduled, with its first history entry.
+-- create.lua: creates jobs, each Enqueued or Scheduled.
 -- One call creates many jobs, so bulk enqueues cost one round trip per chunk.
 --
 -- ARGV  1 prefix, 2 number of jobs, then 6 values a job:
 --       id, fn, args (msgpack), queue, opts (msgpack or ""), due
 --       due: "" to enqueue now, "+<ms>" for a delay from the server's now, "<ms>" for
 --       an absolute time
--- Keys  job:<id>, job:<id>:history, queue:<q>, queue:<q>:wake, queues, schedule
+-- Keys  job:<id>, queue:<q>, queue:<q>:wake, queues, schedule
 -- Returns the number of jobs created. An id that already exists is skipped: ids are
 -- made by the caller, so a call repeated after a dropped connection creates nothing twice.
 
@@ -21,13 +21,12 @@ for i = 0, n - 1 do
     created = created + 1
     redis.call('HSET', jk, 'fn', fn, 'args', args, 'queue', queue, 'created', fmt(now))
     if opts ~= '' then redis.call('HSET', jk, 'opts', opts) end
+    -- No history list yet: the first change of state writes the creation entry.
     if due == '' then
-      redis.call('RPUSH', K.history(id), entry(now, 'Enqueued', nil, { queue = queue }))
       enter_state(id, 'Enqueued', now, { queue = queue })
     else
       local at
       if string.sub(due, 1, 1) == '+' then at = now + tonumber(string.sub(due, 2)) else at = tonumber(due) end
-      redis.call('RPUSH', K.history(id), entry(now, 'Scheduled', nil, { queue = queue }, at))
       enter_state(id, 'Scheduled', now, { due = at })
     end
   end

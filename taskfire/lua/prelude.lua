@@ -13,7 +13,10 @@
 -- Keys
 --   job:<id>            hash   fn, args, queue, state, created, [opts, retries, lease,
 --                              started, fetches, recoveries, result]
---   job:<id>:history    list   JSON state entries, oldest first
+--   job:<id>:history    list   JSON state entries, oldest first. Written at the job's
+--                              first change of state: until then the creation entry
+--                              is implied by the hash (created, queue, state) and the
+--                              due time, which saves a key per waiting job
 --   queue:<q>           list   job ids, pushed left, popped right (FIFO)
 --   queue:<q>:wake      list   at most one token; idle workers block on it
 --   queues              set    every queue name ever used
@@ -128,11 +131,21 @@ local function enter_state(id, state, now, opts)
   end
 end
 
+-- Writes the creation entry a job's history implied until its first change of state.
+local function materialize_history(id, old, hk)
+  if redis.call('EXISTS', hk) == 1 then return end
+  local created, queue = unpack(redis.call('HMGET', K.job(id), 'created', 'queue'))
+  local due = nil
+  if old == 'Scheduled' then due = tonumber(redis.call('ZSCORE', K.schedule, id)) end
+  redis.call('RPUSH', hk, entry(tonumber(created), old, nil, { queue = queue }, due))
+end
+
 -- Moves a job to a new state: the history entries (every elected candidate, last one
 -- the new state), the counters, and the structures of the old and new state.
 local function transition(id, old, state, now, entries, opts)
-  leave_state(id, old)
   local hk = K.history(id)
+  materialize_history(id, old, hk)
+  leave_state(id, old)
   for i = 1, #entries do
     redis.call('RPUSH', hk, entries[i][2])
     count(entries[i][1], now)
