@@ -32,7 +32,7 @@ class Script:
         self.sha = hashlib.sha1(self.text.encode()).hexdigest()
 
 
-SCRIPTS = {name: Script(name) for name in ("create", "fetch", "transition", "extend", "heartbeat")}
+SCRIPTS = {name: Script(name) for name in ("create", "fetch", "transition", "finish", "extend", "heartbeat")}
 
 
 class NewJob(msgspec.Struct, frozen=True):
@@ -84,6 +84,7 @@ class FetchRequest(msgspec.Struct, frozen=True):
     max_jobs: int
     lease_ms: int
     recoveries_allowed: int
+    pass_wake: bool = True  # a full worker leaves a wake-up for the next idle one
 
 
 class Storage:
@@ -106,6 +107,14 @@ class Storage:
 
     def _call(self, pipe: Any, script: Script, args: Sequence[Any]) -> None:
         pipe.evalsha(script.sha, 1, self.keys.queues, self.keys.prefix, *args)
+
+    def _run_one(self, script: Script, args: Sequence[Any]) -> Any:
+        """One script call, without a pipeline's overhead (the worker's hot path)."""
+        try:
+            return self.redis.execute_command("EVALSHA", script.sha, 1, self.keys.queues, self.keys.prefix, *args)
+        except NoScriptError:
+            self.load_scripts()
+            return self.redis.execute_command("EVALSHA", script.sha, 1, self.keys.queues, self.keys.prefix, *args)
 
     def _run(self, calls: list[tuple[Script, Sequence[Any]]]) -> list[Any]:
         """Runs script calls in one round trip; reloads scripts the server forgot."""
@@ -162,30 +171,28 @@ class Storage:
         return args
 
     def _fetch_args(self, f: FetchRequest) -> list[Any]:
-        return [f.worker_id, f.max_jobs, f.lease_ms, f.recoveries_allowed, *f.queues]
+        return [f.worker_id, f.max_jobs, f.lease_ms, f.recoveries_allowed, "1" if f.pass_wake else "0", *f.queues]
 
     def transition(self, t: Transition, then_fetch: FetchRequest | None = None) -> tuple[int, str, Fetch | None]:
-        """Applies a state change; with `then_fetch`, also fetches in the same round trip.
+        """Applies a state change; with `then_fetch`, also fetches, in the same script call.
 
         Returns (code, previous state, fetch): code 1 applied, 0 no such job, -1 not in
         an expected state, -2 the caller's lease is gone.
         """
-        calls: list[tuple[Script, Sequence[Any]]] = [(SCRIPTS["transition"], self._transition_args(t))]
-        if then_fetch is not None:
-            calls.append((SCRIPTS["fetch"], self._fetch_args(then_fetch)))
-        replies = self._run(calls)
-        code, old = replies[0]
-        fetched = _parse_fetch(replies[1]) if then_fetch is not None else None
-        return int(code), old.decode(), fetched
+        if then_fetch is None:
+            code, old = self._run_one(SCRIPTS["transition"], self._transition_args(t))
+            return int(code), old.decode(), None
+        reply = self._run_one(SCRIPTS["finish"], self._transition_args(t) + self._fetch_args(then_fetch))
+        return int(reply[0]), reply[1].decode(), _parse_fetch(reply[2:])
 
     def fetch(self, request: FetchRequest) -> Fetch:
-        return _parse_fetch(self._run([(SCRIPTS["fetch"], self._fetch_args(request))])[0])
+        return _parse_fetch(self._run_one(SCRIPTS["fetch"], self._fetch_args(request)))
 
     def extend_leases(self, lease_ms: int, leases: Iterable[tuple[str, str]]) -> list[str]:
         args: list[Any] = [lease_ms]
         for job_id, token in leases:
             args += (job_id, token)
-        return [i.decode() for i in self._run([(SCRIPTS["extend"], args)])[0]]
+        return [i.decode() for i in self._run_one(SCRIPTS["extend"], args)]
 
     def wait_for_work(self, keys: Sequence[str], timeout: float) -> bool:
         """Blocks until a wake-up token arrives on one of `keys` or `timeout` passes."""
@@ -209,7 +216,7 @@ class Storage:
         args: list[Any] = [server_id, timeout_ms]
         for k, v in facts.items():
             args += (k, v)
-        now, dead = self._run([(SCRIPTS["heartbeat"], args)])[0]
+        now, dead = self._run_one(SCRIPTS["heartbeat"], args)
         return int(now), [d.decode() for d in dead]
 
     def remove_server(self, server_id: str) -> None:

@@ -106,8 +106,9 @@ class WorkerProcess:
         self.wake_keys = [self.storage.keys.worker_wake(worker_id)] + [
             self.storage.keys.wake(q) for q in config.queues]
 
-    def request(self, max_jobs: int) -> FetchRequest:
-        return FetchRequest(self.id, self.config.queues, max_jobs, self.lease_ms, self.config.max_recoveries)
+    def request(self, max_jobs: int, pass_wake: bool = True) -> FetchRequest:
+        return FetchRequest(self.id, self.config.queues, max_jobs, self.lease_ms,
+                            self.config.max_recoveries, pass_wake)
 
     # -- the process -----------------------------------------------------------------
 
@@ -232,7 +233,8 @@ class WorkerProcess:
             return None
         state, elected, fields = self._perform(job, held.cancellation)
         held.finishing = True
-        then_fetch = None if self.stopping.is_set() else self.request(1)
+        # The next job for this thread only: waking others is the fetch loop's business.
+        then_fetch = None if self.stopping.is_set() else self.request(1, pass_wake=False)
         transition = transition_for(job.id, state, (PROCESSING,), token=job.token,
                                     fields=fields, elected=elected)
         backoff = Backoff(f"worker {self.id} finishing {job.id}")

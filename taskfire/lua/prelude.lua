@@ -102,53 +102,205 @@ local function leave_state(id, state)
   end
 end
 
--- opts: queue, front (bool) for Enqueued; due (ms) for Scheduled; token, lease (ms) for
--- Processing; final (bool), retention (s), cap (index length) for the others
+-- opts: queue, front (bool) for Enqueued; due (ms) for Scheduled; token, lease (ms),
+-- fetches for Processing; final (bool), retention (s), cap (index length) for the others;
+-- fields: more field/value pairs for the job hash, written with the state
 local function enter_state(id, state, now, opts)
   local jk = K.job(id)
-  redis.call('HSET', jk, 'state', state)
+  local fields = opts.fields or {}
   if state == 'Enqueued' then
-    redis.call('HSET', jk, 'queue', opts.queue)
+    redis.call('HSET', jk, 'state', state, 'queue', opts.queue, unpack(fields))
     push(opts.queue, id, opts.front)
   elseif state == 'Processing' then
-    redis.call('HSET', jk, 'lease', opts.token, 'started', fmt(now))
+    redis.call('HSET', jk, 'state', state, 'lease', opts.token, 'started', fmt(now),
+      'fetches', opts.fetches, unpack(fields))
     redis.call('ZADD', K.processing, now + opts.lease, id)
   elseif state == 'Scheduled' then
+    redis.call('HSET', jk, 'state', state, unpack(fields))
     local head = redis.call('ZRANGE', K.schedule, 0, 0, 'WITHSCORES')
     redis.call('ZADD', K.schedule, opts.due, id)
     -- Idle workers sleep until the earliest due time; an earlier one must wake them.
     if head[2] == nil or opts.due < tonumber(head[2]) then
       wake(redis.call('HGET', jk, 'queue'))
     end
-  elseif opts.final then
-    redis.call('EXPIRE', jk, opts.retention)
-    redis.call('EXPIRE', K.history(id), opts.retention)
-    local index = K.state(state)
-    redis.call('LPUSH', index, id)
-    redis.call('LTRIM', index, 0, opts.cap - 1)
   else
-    redis.call('ZADD', K.state(state), now, id)
+    redis.call('HSET', jk, 'state', state, unpack(fields))
+    if opts.final then
+      redis.call('EXPIRE', jk, opts.retention)
+      redis.call('EXPIRE', K.history(id), opts.retention)
+      local index = K.state(state)
+      redis.call('LPUSH', index, id)
+      redis.call('LTRIM', index, 0, opts.cap - 1)
+    else
+      redis.call('ZADD', K.state(state), now, id)
+    end
   end
 end
 
--- Writes the creation entry a job's history implied until its first change of state.
-local function materialize_history(id, old, hk)
-  if redis.call('EXISTS', hk) == 1 then return end
-  local created, queue = unpack(redis.call('HMGET', K.job(id), 'created', 'queue'))
+-- The creation entry a job's history implied until its first change of state, or nil
+-- if it was written already. Only a job still in its first state (Enqueued or Scheduled)
+-- can lack one.
+local function creation_entry(id, old, hk, created, queue)
+  if (old ~= 'Enqueued' and old ~= 'Scheduled') or redis.call('EXISTS', hk) == 1 then return nil end
+  if not created then
+    created, queue = unpack(redis.call('HMGET', K.job(id), 'created', 'queue'))
+  end
   local due = nil
   if old == 'Scheduled' then due = tonumber(redis.call('ZSCORE', K.schedule, id)) end
-  redis.call('RPUSH', hk, entry(tonumber(created), old, nil, { queue = queue }, due))
+  return entry(tonumber(created), old, nil, { queue = queue }, due)
 end
 
 -- Moves a job to a new state: the history entries (every elected candidate, last one
 -- the new state), the counters, and the structures of the old and new state.
+-- opts.created/opts.origin (the job's creation time and queue) spare a read when the
+-- caller has them.
 local function transition(id, old, state, now, entries, opts)
   local hk = K.history(id)
-  materialize_history(id, old, hk)
+  local values = { creation_entry(id, old, hk, opts.created, opts.origin) }
   leave_state(id, old)
   for i = 1, #entries do
-    redis.call('RPUSH', hk, entries[i][2])
+    table.insert(values, entries[i][2])
     count(entries[i][1], now)
   end
+  redis.call('RPUSH', hk, unpack(values))
   enter_state(id, state, now, opts)
+end
+
+-- A state change asked for from Python (transition.lua, finish.lua). Reads its arguments
+-- from ARGV[a] on:
+--   job id; states the job must be in, as ",A,B," ("" accepts any); states it must not be
+--   in, same form; lease token the caller must hold ("" for none); new state; queue (""
+--   keeps the job's); front ("1" puts an enqueued job next in line); due ("+<ms>" or
+--   "<ms>", for Scheduled); final ("1" starts the retention TTL); retention in seconds;
+--   index cap; n, then n field/value pairs for the job hash; m, then m state/body pairs
+--   (JSON objects without their time)
+-- Returns code (1 applied, 0 no such job, -1 not in an expected state, -2 the caller's
+-- lease is gone), the previous state, and the index of the first argument after its own.
+local function apply_change(a, now)
+  local id = ARGV[a]
+  local nfields = tonumber(ARGV[a + 11])
+  local nentries = tonumber(ARGV[a + 12 + nfields * 2])
+  local after = a + 13 + nfields * 2 + nentries * 2
+  local jk = K.job(id)
+  local old, lease, queue = unpack(redis.call('HMGET', jk, 'state', 'lease', 'queue'))
+  if not old then return 0, '', after end
+  local function among(set) return string.find(set, ',' .. old .. ',', 1, true) ~= nil end
+  if (ARGV[a + 1] ~= '' and not among(ARGV[a + 1])) or (ARGV[a + 2] ~= '' and among(ARGV[a + 2])) then
+    return -1, old, after
+  end
+  if ARGV[a + 3] ~= '' and lease ~= ARGV[a + 3] then return -2, old, after end
+
+  local state = ARGV[a + 4]
+  if ARGV[a + 5] ~= '' then queue = ARGV[a + 5] end
+  local due = nil
+  local d = ARGV[a + 7]
+  if d ~= '' then
+    if string.sub(d, 1, 1) == '+' then due = now + tonumber(string.sub(d, 2)) else due = tonumber(d) end
+  end
+  local fields = {}
+  for i = a + 12, a + 11 + nfields * 2 do table.insert(fields, ARGV[i]) end
+  local entries = {}
+  local e = a + 13 + nfields * 2
+  for i = 0, nentries - 1 do
+    entries[i + 1] = { ARGV[e + i * 2], stamp(now, ARGV[e + i * 2 + 1]) }
+  end
+  if due then
+    -- The new state's entry records when it is due, known only now for a relative delay.
+    local last = entries[nentries][2]
+    entries[nentries][2] = '{"due":' .. fmt(due) .. ',' .. string.sub(last, 2)
+  end
+  transition(id, old, state, now, entries, {
+    queue = queue, front = ARGV[a + 6] == '1', due = due, fields = fields,
+    final = ARGV[a + 8] == '1', retention = tonumber(ARGV[a + 9]), cap = tonumber(ARGV[a + 10]),
+  })
+  return 1, old, after
+end
+
+local TIMEKEEPING_BATCH = 100  -- promotions and recoveries per call
+local MAX_SKIPPED = 1000       -- stale queue entries skipped per call
+
+-- The cluster's timekeeping, safe for any number of workers at once: enqueues due
+-- scheduled jobs and requeues jobs whose lease lapsed (their worker died or lost Redis),
+-- a bounded batch of each per call.
+local function timekeeping(now, recoveries_allowed)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.schedule, '-inf', now, 'LIMIT', 0, TIMEKEEPING_BATCH)) do
+    local state, queue = unpack(redis.call('HMGET', K.job(id), 'state', 'queue'))
+    if state == 'Scheduled' then
+      transition(id, state, 'Enqueued', now,
+        { { 'Enqueued', entry(now, 'Enqueued', 'Scheduled time reached', { queue = queue }) } },
+        { queue = queue })
+    else
+      redis.call('ZREM', K.schedule, id)
+    end
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMIT', 0, TIMEKEEPING_BATCH)) do
+    local jk = K.job(id)
+    local state, queue, owner = unpack(redis.call('HMGET', jk, 'state', 'queue', 'lease'))
+    if state == 'Processing' then
+      local n = redis.call('HINCRBY', jk, 'recoveries', 1)
+      if n > recoveries_allowed then
+        local data = { exception_type = 'taskfire.WorkerLost', worker = owner, recoveries = n,
+          exception_message = 'its worker stopped renewing the lease ' .. n .. ' times (killed or cut off from Redis)' }
+        transition(id, state, 'Failed', now,
+          { { 'Failed', entry(now, 'Failed', 'Abandoned: its worker was lost ' .. n .. ' times', data) } }, {})
+      else
+        local data = { queue = queue, worker = owner, recoveries = n }
+        transition(id, state, 'Enqueued', now,
+          { { 'Enqueued', entry(now, 'Enqueued', 'Requeued: its worker stopped renewing the lease', data) } },
+          { queue = queue, front = true })
+      end
+    else
+      redis.call('ZREM', K.processing, id)
+    end
+  end
+end
+
+-- Takes up to `max` jobs in strict queue order, moving each to Processing under a lease.
+-- Reads from ARGV[a] on: worker id, max jobs, lease in ms, recoveries allowed, pass-wake
+-- ("1": when this worker is full and a queue still has jobs, leave a token for the next
+-- idle worker), then the queue names in priority order to the end of ARGV.
+-- Returns {now, next wake-up (-1 if none; computed only when nothing was taken), n,
+--          then per job: id, lease token, fn, args, queue, opts, retries, created}
+local function fetch_jobs(a, now)
+  local worker, max, lease = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  timekeeping(now, tonumber(ARGV[a + 3]))
+  local reply = { now, -1, 0 }
+  local taken, skipped = 0, 0
+  for qi = a + 5, #ARGV do
+    local q = ARGV[qi]
+    local qk = K.queue(q)
+    while taken < max and skipped < MAX_SKIPPED do
+      local id = redis.call('RPOP', qk)
+      if not id then break end
+      local jk = K.job(id)
+      local state, queue, fn, args, opts, retries, created, fetches = unpack(redis.call('HMGET', jk,
+        'state', 'queue', 'fn', 'args', 'opts', 'retries', 'created', 'fetches'))
+      if state == 'Enqueued' and queue == q then
+        fetches = (tonumber(fetches) or 0) + 1
+        local token = worker .. ':' .. fetches
+        transition(id, state, 'Processing', now,
+          { { 'Processing', entry(now, 'Processing', nil, { worker = worker }) } },
+          { token = token, lease = lease, fetches = fetches, created = created, origin = queue })
+        for _, v in ipairs({ id, token, fn or '', args or '', q, opts or '', retries or '0', created or '0' }) do
+          table.insert(reply, v)
+        end
+        taken = taken + 1
+      else
+        skipped = skipped + 1  -- deleted, requeued elsewhere, expired: its id was left behind
+      end
+    end
+    if taken >= max then
+      if ARGV[a + 4] == '1' and redis.call('LLEN', qk) > 0 then wake(q) end
+      break
+    end
+  end
+  reply[3] = taken
+  if taken == 0 then
+    local heads = { redis.call('ZRANGE', K.schedule, 0, 0, 'WITHSCORES'),
+                    redis.call('ZRANGE', K.processing, 0, 0, 'WITHSCORES') }
+    for _, head in ipairs(heads) do
+      if head[2] and (reply[2] == -1 or tonumber(head[2]) < reply[2]) then reply[2] = tonumber(head[2]) end
+    end
+  end
+  return reply
 end
