@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple, Sequence
 
@@ -168,7 +169,10 @@ class Storage:
     # -- jobs ----------------------------------------------------------------------
 
     def create(self, jobs: Sequence[NewJob], chunk: int = 500) -> None:
-        """Creates jobs in chunks of one script call each, all in one round trip."""
+        """Creates jobs in chunks of one script call each, all in one round trip.
+
+        Creating is idempotent per id, so the client's own retry after a dropped
+        connection is safe here."""
         calls: list[tuple[Script, Sequence[Any]]] = []
         for start in range(0, len(jobs), chunk):
             part = jobs[start:start + chunk]
@@ -176,7 +180,17 @@ class Storage:
             for j in part:
                 args += (j.id, j.fn, j.args, j.queue, j.opts, j.due)
             calls.append((SCRIPTS["create"], args))
-        self._run(calls)
+        if len(calls) > 1:
+            self._run(calls)
+            return
+        for attempt in range(3):
+            try:
+                self._run_one(*calls[0])
+                return
+            except TRANSIENT_ERRORS:
+                if attempt == 2:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def _transition_args(self, t: Transition) -> list[Any]:
         args: list[Any] = [

@@ -232,3 +232,13 @@ def test_a_waiting_job_has_no_history_key_until_its_first_change(tf):
     assert [(e.state, e.due, e.at) for e in after.history[:1]] == [("Scheduled", before.due_at, before.created_at)]
     assert [e.state for e in after.history] == ["Scheduled", "Enqueued"]
     assert after.history[0].data == {"queue": "default"}
+
+
+def test_enqueue_rides_out_a_dropped_connection_without_duplicates(tf, server):
+    import redis as redis_py
+    first = jobs.echo.enqueue(1)
+    admin = redis_py.Redis.from_url(server.url)
+    assert admin.client_kill_filter(_type="normal", skipme=True) >= 1  # drops the client's connections
+    second = jobs.echo.enqueue(2)
+    assert tf.queue_lengths() == {"default": 2}
+    assert {tf.get_job(first).args[0], tf.get_job(second).args[0]} == {1, 2}
