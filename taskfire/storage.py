@@ -230,7 +230,14 @@ class Storage:
 
     def wait_for_work(self, keys: Sequence[str], timeout: float) -> bool:
         """Blocks until a wake-up token arrives on one of `keys` or `timeout` passes."""
-        return self.redis.blpop(list(keys), timeout=max(timeout, 0.001)) is not None
+        conn = self._line()
+        command: tuple[Any, ...] = ("BLPOP", *keys, f"{max(timeout, 0.001):.3f}")
+        try:
+            conn.send_packed_command([hiredis.pack_command(command)], check_health=False)
+            return conn.read_response() is not None
+        except BaseException:
+            conn.disconnect()
+            raise
 
     def wake_worker(self, worker_id: str) -> None:
         self.redis.lpush(self.keys.worker_wake(worker_id), "1")
