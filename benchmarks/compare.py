@@ -1,0 +1,681 @@
+"""taskfire against RQ, Dramatiq, Celery, arq, Huey and SAQ: the same workloads, the same
+throwaway Redis, the same run.
+
+    python -m benchmarks.compare [--jobs 20000] [--reps 3] [--libs taskfire,rq,...]
+                                 [--workloads enqueue,bulk,...] [--latency-ms 0] [--out DIR]
+
+Starts its own redis-server (Debian's binary) on a free port, runs repetition 1 of every
+library, then repetition 2 of every library, ..., prints a Markdown table of medians with
+their min-max spread, and writes the table (.md), the raw figures (.json) and a bar chart
+(.png) to --out. See benchmarks/README.md for what each workload measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from taskfire.embedded import EmbeddedServer
+
+from .peer_jobs.common import DONE, LATE, LATENCY
+from .peers import PEERS, Peer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+WORKLOADS = ("enqueue", "bulk", "process", "latency", "memory", "scheduled", "process_1ms", "cost")
+LATENCY_SAMPLES = 200
+LATENCY_BUDGET_S = 30.0  # a polling worker (arq: 0.5 s) gets fewer samples
+SCHEDULED_JOBS = 50
+
+
+# -- metrics and how they print ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    title: str
+    unit: str
+    fmt: str
+    higher_is_better: bool
+
+
+METRICS = [
+    Metric("enqueue", "1. enqueue, one call per job", "jobs/s", "{:,.0f}", True),
+    Metric("bulk", "2. enqueue, bulk API", "jobs/s", "{:,.0f}", True),
+    Metric("process", "3. processing, 2 worker processes", "jobs/s", "{:,.0f}", True),
+    Metric("latency_p50", "4. idle pickup latency p50", "ms", "{:,.2f}", False),
+    Metric("latency_p99", "4. idle pickup latency p99", "ms", "{:,.2f}", False),
+    Metric("memory", "5. Redis memory per enqueued job", "bytes", "{:,.0f}", False),
+    Metric("late_p50", "6. scheduled-job lateness p50", "ms", "{:,.1f}", False),
+    Metric("late_p99", "6. scheduled-job lateness p99", "ms", "{:,.1f}", False),
+    Metric("process_1ms", "7. processing 1 ms jobs, 2 worker processes", "jobs/s", "{:,.0f}", True),
+    Metric("cost_commands", "8. Redis commands per job (top level)", "cmds", "{:,.1f}", False),
+    Metric("cost_script_calls", "8. Redis calls inside scripts per job", "calls", "{:,.1f}", False),
+    Metric("cost_cpu_us", "8. Redis CPU per job", "µs", "{:,.1f}", False),
+    Metric("cost_round_trips", "8. round trips per job", "trips", "{:,.2f}", False),
+]
+METRIC = {m.key: m for m in METRICS}
+#: the finer per-job cost figures, split by phase (only in the second table and the JSON)
+COST_DETAIL = [
+    ("cost_enqueue_commands", "commands, enqueue (one call per job)", "{:,.1f}"),
+    ("cost_process_commands", "commands, processing", "{:,.1f}"),
+    ("cost_enqueue_script_calls", "calls inside scripts, enqueue", "{:,.1f}"),
+    ("cost_process_script_calls", "calls inside scripts, processing", "{:,.1f}"),
+    ("cost_enqueue_cpu_us", "Redis CPU µs, enqueue", "{:,.1f}"),
+    ("cost_process_cpu_us", "Redis CPU µs, processing", "{:,.1f}"),
+    ("cost_enqueue_round_trips", "round trips, enqueue", "{:,.2f}"),
+    ("cost_process_round_trips", "round trips, processing", "{:,.2f}"),
+    ("cost_evalsha", "EVALSHA/EVAL/FCALL calls (top level)", "{:,.1f}"),
+]
+
+
+@dataclass
+class Results:
+    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # lib -> metric -> reps
+    notes: dict[str, dict[str, str]] = field(default_factory=dict)          # lib -> metric -> note
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, lib: str, key: str, value: float) -> None:
+        self.values.setdefault(lib, {}).setdefault(key, []).append(value)
+
+    def note(self, lib: str, key: str, text: str) -> None:
+        self.notes.setdefault(lib, {})[key] = text
+
+
+class Timeout(Exception):
+    pass
+
+
+# -- the server, the proxies, the monitoring client ---------------------------------
+
+class Monitor:
+    """The harness's own direct connection: counters, FLUSHALL and INFO. It counts its
+    commands so that they can be taken out of INFO commandstats."""
+
+    def __init__(self, port: int, db: int) -> None:
+        self.r = redis.Redis(host="127.0.0.1", port=port, db=db, socket_timeout=30)
+        self.calls = 0
+
+    def __call__(self, *args: Any) -> Any:
+        self.calls += 1
+        return self.r.execute_command(*args)
+
+    def count(self, key: str) -> int:
+        return int(self("GET", key) or 0)
+
+    def llen(self, key: str) -> int:
+        return int(self("LLEN", key))
+
+    def floats(self, key: str) -> list[float]:
+        return [float(v) for v in self("LRANGE", key, 0, -1)]
+
+    def flush(self) -> None:
+        self("FLUSHALL")
+
+    def used_memory(self) -> tuple[int, int]:
+        """INFO memory used_memory, and the part of it that is client buffers (which
+        Redis grows and shrinks on its own schedule)."""
+        self.calls += 1
+        info = self.r.info("memory")
+        return int(info["used_memory"]), int(info["mem_clients_normal"])
+
+    def snapshot(self) -> dict[str, Any]:
+        """INFO commandstats + cpu, with how many commands this client had sent before."""
+        calls = self.calls
+        self.calls += 1
+        info = self.r.info("commandstats", "cpu")
+        stats = {k: v["calls"] for k, v in info.items() if k.startswith("cmdstat_")}
+        return {"harness_calls": calls, "calls": sum(stats.values()), "by_command": stats,
+                "cpu": float(info["used_cpu_sys"]) + float(info["used_cpu_user"])}
+
+    def close(self) -> None:
+        self.r.close()
+
+
+class ProxyProcess:
+    """benchmarks.proxy in a subprocess of its own (so its CPU is not the harness's)."""
+
+    def __init__(self, target_port: int, latency_ms: float, count_commands: bool, max_seconds: float) -> None:
+        argv = [sys.executable, "-m", "benchmarks.proxy", "--target-port", str(target_port),
+                "--latency-ms", str(latency_ms), "--max-seconds", str(max_seconds),
+                "--parent-pid", str(os.getpid())]
+        if count_commands:
+            argv.append("--count-commands")
+        self.process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                                        start_new_session=True)
+        line = self.process.stdout.readline().split() if self.process.stdout else []
+        if len(line) != 4 or line[0] != "PORT":
+            self.stop()
+            raise RuntimeError(f"the proxy did not start (it printed {line!r})")
+        self.port, self.control_port = int(line[1]), int(line[3])
+
+    def _control(self, command: str) -> str:
+        with socket.create_connection(("127.0.0.1", self.control_port), timeout=10) as s:
+            s.sendall(command.encode() + b"\n")
+            return s.makefile().readline()
+
+    def stats(self) -> dict[str, Any]:
+        return json.loads(self._control("stats"))
+
+    def stop(self) -> None:
+        stop_group(self.process, grace=5)
+
+
+# -- worker processes ---------------------------------------------------------------
+
+def stop_group(process: subprocess.Popen[Any], grace: float = 10.0, signalled: bool = False) -> bool:
+    """SIGTERM to the process group (unless `signalled` already), then SIGKILL to whatever
+    is left of it after `grace` seconds. Returns False if it had to kill."""
+    pgid = process.pid
+    if not signalled:
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    stopped = True
+    while True:
+        process.poll()
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            break
+        if time.monotonic() > deadline:
+            stopped = False
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            break
+        time.sleep(0.05)
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+    return stopped
+
+
+class Workers:
+    """A library's worker commands, each in its own session, output in a log file."""
+
+    def __init__(self, peer: Peer, log_dir: Path, label: str, warnings: list[str] | None = None) -> None:
+        self.peer = peer
+        self.label = label
+        self.warnings = warnings
+        self.log = log_dir / f"{peer.name}-{label}.log"
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.killed = False  # some process ignored SIGTERM for 10 s
+
+    def __enter__(self) -> Workers:  # noqa: PYI034
+        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   PYTHONUNBUFFERED="1", **self.peer.worker_env())
+        with open(self.log, "ab") as out:
+            try:
+                for argv in self.peer.worker_commands():
+                    out.write(f"$ {' '.join(argv)}\n".encode())
+                    out.flush()
+                    self.processes.append(subprocess.Popen(
+                        argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                        start_new_session=True))
+            except BaseException:
+                self.stop()
+                raise
+        return self
+
+    def check(self) -> None:
+        for p in self.processes:
+            if p.poll() is not None:
+                raise RuntimeError(f"a {self.peer.name} worker exited with code {p.returncode}; see {self.log}")
+
+    def stop(self) -> None:
+        t0 = time.monotonic()
+        for p in self.processes:  # all at once, then wait for each
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in self.processes:
+            if not stop_group(p, grace=10, signalled=True):
+                self.killed = True
+                if self.warnings is not None:
+                    self.warnings.append(f"{self.peer.name} {self.label}: a worker did not stop within 10 s "
+                                         f"of SIGTERM and was killed (see {self.log.name})")
+                with open(self.log, "ab") as out:
+                    out.write(f"[harness] pid {p.pid} did not stop within 10 s of SIGTERM: killed\n".encode())
+        if os.environ.get("BENCH_DEBUG"):
+            print(f"    ({self.peer.name} workers stopped in {time.monotonic() - t0:.1f} s)", file=sys.stderr)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, workers: Workers | None = None,
+               poll: float = 0.005) -> None:
+    deadline = time.monotonic() + timeout
+    checks = 0
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise Timeout(f"timed out after {timeout:.0f} s waiting for {what}")
+        checks += 1
+        if workers is not None and checks % 50 == 0:
+            workers.check()
+        time.sleep(poll)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(len(ordered) * q) - 1)]
+
+
+# -- the harness --------------------------------------------------------------------
+
+class Harness:
+    def __init__(self, args: argparse.Namespace, port: int, log_dir: Path) -> None:
+        self.args = args
+        self.port = port
+        self.log_dir = log_dir
+        self.latency_proxy: ProxyProcess | None = None
+        self.count_proxy: ProxyProcess | None = None
+        self.results = Results()
+
+    def db(self, lib: str) -> int:
+        return 1 + list(PEERS).index(lib)
+
+    def url(self, lib: str, port: int | None = None) -> str:
+        return f"redis://127.0.0.1:{port or self.port}/{self.db(lib)}"
+
+    def client_url(self, lib: str) -> str:
+        """Where the library's clients and workers connect: Redis, or the latency proxy."""
+        return self.url(lib, self.latency_proxy.port if self.latency_proxy else None)
+
+    def n_for(self, peer: type[Peer], base: int, cap: int | None) -> int:
+        return min(base, cap) if cap else base
+
+    # -- workloads ------------------------------------------------------------------
+
+    def enqueue_and_memory(self, lib: str, mon: Monitor, workloads: set[str]) -> None:
+        n = max(1, self.args.jobs // 4)
+        mon.flush()
+        peer = PEERS[lib](self.client_url(lib))
+        try:
+            peer.enqueue_each("incr", 1)  # connections, script loads (no FLUSHALL after it:
+            time.sleep(0.3)                 # kombu would lose the routing it declared)
+            before, before_clients = mon.used_memory()
+            started = time.perf_counter()
+            peer.enqueue_each("incr", n)
+            elapsed = time.perf_counter() - started
+            time.sleep(0.3)  # the AOF buffer goes to disk
+            after, after_clients = mon.used_memory()
+        finally:
+            peer.close()
+        if "enqueue" in workloads:
+            self.record(lib, "enqueue", n / elapsed, f"{n:,} jobs")
+        if "memory" in workloads:
+            # client query/output buffers are not the jobs' memory
+            self.record(lib, "memory", ((after - after_clients) - (before - before_clients)) / n, f"{n:,} jobs")
+            self.results.add(lib, "memory_raw", (after - before) / n)
+
+    def bulk(self, lib: str, mon: Monitor) -> None:
+        n = self.args.jobs
+        cls = PEERS[lib]
+        if not cls.bulk:
+            self.results.note(lib, "bulk", "no bulk API")
+            return
+        mon.flush()
+        peer = cls(self.client_url(lib))
+        try:
+            peer.enqueue_bulk("incr", 10)
+            started = time.perf_counter()
+            peer.enqueue_bulk("incr", n)
+            elapsed = time.perf_counter() - started
+        finally:
+            peer.close()
+        self.record(lib, "bulk", n / elapsed, f"{n:,} jobs; {cls.bulk}")
+
+    def process(self, lib: str, mon: Monitor, kind: str, key: str) -> None:
+        cls = PEERS[lib]
+        n = self.n_for(cls, self.args.jobs, cls.process_cap)
+        mon.flush()
+        peer = cls(self.client_url(lib))
+        try:
+            peer.enqueue_fill(kind, n)
+        finally:
+            peer.close()
+        done_key = cls.prefix + DONE
+        with Workers(peer, self.log_dir, key, self.results.warnings) as workers:
+            wait_until(lambda: mon.count(done_key) > 0, 60, f"{lib}'s first job", workers)
+            started, done0 = time.perf_counter(), mon.count(done_key)
+            per_job = 0.02 if cls.process_cap else 0.005
+            wait_until(lambda: mon.count(done_key) >= n, 120 + n * per_job, f"{lib}'s {n:,} jobs", workers)
+            elapsed = time.perf_counter() - started
+        note = f"{n:,} jobs" + (" (capped: slow worker)" if n < self.args.jobs else "")
+        self.record(lib, key, (n - done0) / elapsed, note)
+
+    def idle(self, lib: str, mon: Monitor, workloads: set[str]) -> None:
+        """Idle pickup latency, then scheduled-job lateness, with one set of workers."""
+        cls = PEERS[lib]
+        mon.flush()
+        peer = cls(self.client_url(lib))
+        lat_key, late_key = cls.prefix + LATENCY, cls.prefix + LATE
+
+        def has(key: str, count: int) -> Callable[[], bool]:
+            return lambda: mon.llen(key) >= count
+        try:
+            with Workers(peer, self.log_dir, "idle", self.results.warnings) as workers:
+                peer.enqueue_stamp()  # warm-up: the workers are up and idle after it
+                wait_until(lambda: mon.llen(lat_key) == 1, 120, f"{lib}'s workers to start", workers)
+                mon("DEL", lat_key)
+                if "latency" in workloads:
+                    deadline = time.monotonic() + LATENCY_BUDGET_S
+                    for i in range(LATENCY_SAMPLES):
+                        if i >= 20 and time.monotonic() > deadline:
+                            break
+                        time.sleep(0.02)  # the workers go idle again
+                        peer.enqueue_stamp()
+                        wait_until(has(lat_key, i + 1), 15, f"{lib}'s latency job", workers, poll=0.0005)
+                    values = [v * 1000 for v in mon.floats(lat_key)]
+                    note = f"{len(values)} samples" + (
+                        f" (stopped after {LATENCY_BUDGET_S:.0f} s)" if len(values) < LATENCY_SAMPLES else "")
+                    self.record(lib, "latency_p50", statistics.median(values), note)
+                    self.record(lib, "latency_p99", percentile(values, 0.99), note)
+                if "scheduled" in workloads:
+                    base = time.time() + 1.0
+                    for i in range(SCHEDULED_JOBS):
+                        peer.schedule_late(base + i * 0.02)
+                    wait_until(lambda: mon.llen(late_key) >= SCHEDULED_JOBS, 60, f"{lib}'s scheduled jobs",
+                               workers, poll=0.01)
+                    values = [v * 1000 for v in mon.floats(late_key)]
+                    self.record(lib, "late_p50", statistics.median(values), f"{SCHEDULED_JOBS} jobs")
+                    self.record(lib, "late_p99", percentile(values, 0.99), f"{SCHEDULED_JOBS} jobs")
+        finally:
+            peer.close()
+
+    def cost(self, lib: str, mon: Monitor) -> None:
+        """Per-job Redis cost: one-call enqueues then processing, through the counting proxy."""
+        assert self.count_proxy is not None
+        cls = PEERS[lib]
+        n = min(self.args.jobs, cls.cost_cap)
+        mon.flush()
+        peer = cls(self.url(lib, self.count_proxy.port))
+        done_key = cls.prefix + DONE
+        try:
+            peer.enqueue_each("incr", 1)  # connections, script loads
+            p0, s0 = self.count_proxy.stats(), mon.snapshot()
+            peer.enqueue_each("incr", n)
+            p1, s1 = self.count_proxy.stats(), mon.snapshot()
+            with Workers(peer, self.log_dir, "cost", self.results.warnings) as workers:
+                wait_until(lambda: mon.count(done_key) >= n + 1, 120 + n * 0.02, f"{lib}'s {n:,} jobs",
+                           workers, poll=0.01)
+                p2, s2 = self.count_proxy.stats(), mon.snapshot()
+        finally:
+            peer.close()
+
+        def phase(pa: dict[str, Any], pb: dict[str, Any], sa: dict[str, Any], sb: dict[str, Any], n: int
+                  ) -> tuple[float, float, float, float, float]:
+            top = pb["commands"] - pa["commands"]
+            total = (sb["calls"] - sa["calls"]) - (sb["harness_calls"] - sa["harness_calls"])
+            scripts = sum(pb["by_command"].get(c, 0) - pa["by_command"].get(c, 0)
+                          for c in ("evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "fcall_ro"))
+            return (top / n, max(0, total - top) / n, (sb["cpu"] - sa["cpu"]) * 1e6 / n,
+                    (pb["round_trips"] - pa["round_trips"]) / n, scripts / n)
+
+        enq = phase(p0, p1, s0, s1, n)
+        proc = phase(p1, p2, s1, s2, n + 1)  # the warm-up job is processed too
+        note = f"{n:,} jobs"
+        self.record(lib, "cost_commands", enq[0] + proc[0], note)
+        self.record(lib, "cost_script_calls", enq[1] + proc[1], note)
+        self.record(lib, "cost_cpu_us", enq[2] + proc[2], note)
+        self.record(lib, "cost_round_trips", enq[3] + proc[3], note)
+        for (key, _, _), value in zip(COST_DETAIL, (enq[0], proc[0], enq[1], proc[1], enq[2], proc[2],
+                                                     enq[3], proc[3], enq[4] + proc[4])):
+            self.results.add(lib, key, value)
+        if os.environ.get("BENCH_DEBUG"):
+            top = {c: p2["by_command"].get(c, 0) - p0["by_command"].get(c, 0) for c in p2["by_command"]}
+            print(f"    {lib} top-level commands: {top}", file=sys.stderr)
+
+    def record(self, lib: str, key: str, value: float, note: str = "") -> None:
+        self.results.add(lib, key, value)
+        if note:
+            self.results.note(lib, key, note)
+        print(f"    {lib:<9} {METRIC[key].title:<45} {METRIC[key].fmt.format(value):>12} {METRIC[key].unit}",
+              file=sys.stderr, flush=True)
+
+    # -- one library, one repetition ----------------------------------------------
+
+    def run_library(self, lib: str, workloads: set[str]) -> None:
+        mon = Monitor(self.port, self.db(lib))
+        steps: list[tuple[str, Callable[[], None]]] = []
+        if workloads & {"enqueue", "memory"}:
+            steps.append(("enqueue/memory", lambda: self.enqueue_and_memory(lib, mon, workloads)))
+        if "bulk" in workloads:
+            steps.append(("bulk", lambda: self.bulk(lib, mon)))
+        if "process" in workloads:
+            steps.append(("process", lambda: self.process(lib, mon, "incr", "process")))
+        if workloads & {"latency", "scheduled"}:
+            steps.append(("latency/scheduled", lambda: self.idle(lib, mon, workloads)))
+        if "process_1ms" in workloads:
+            steps.append(("process_1ms", lambda: self.process(lib, mon, "incr_sleep", "process_1ms")))
+        if "cost" in workloads:
+            steps.append(("cost", lambda: self.cost(lib, mon)))
+        try:
+            for name, step in steps:
+                t0 = time.monotonic()
+                try:
+                    step()
+                    if os.environ.get("BENCH_DEBUG"):
+                        print(f"    ({name}: {time.monotonic() - t0:.1f} s)", file=sys.stderr, flush=True)
+                except Exception as exc:  # noqa: BLE001 -- one library's failure must not end the run
+                    message = f"{lib} {name}: {type(exc).__name__}: {exc}"
+                    self.results.failures.append(message)
+                    print(f"    FAILED {message}", file=sys.stderr, flush=True)
+                    if os.environ.get("BENCH_DEBUG"):
+                        traceback.print_exc()
+        finally:
+            try:
+                mon.flush()
+            finally:
+                mon.close()
+
+
+# -- reporting ----------------------------------------------------------------------
+
+def cell(values: list[float] | None, fmt: str, note: str = "") -> str:
+    if not values:
+        return f"n/a ({note})" if note else "n/a"
+    text = fmt.format(statistics.median(values))
+    if len(values) > 1:
+        text += f" ({fmt.format(min(values))}–{fmt.format(max(values))})"
+    return text
+
+
+def markdown(results: Results, libs: list[str], args: argparse.Namespace, server: str, when: str) -> str:
+    present = [m for m in METRICS if any(results.values.get(lib, {}).get(m.key) for lib in libs)
+               or any(m.key in results.notes.get(lib, {}) for lib in libs)]
+    where = " (through the proxy)" if args.latency_ms else " (loopback)"
+    lines = [
+        (f"Run: {when}, {server}, --jobs {args.jobs:,}, --reps {args.reps}, "
+         f"latency {args.latency_ms:g} ms each way{where}, {os.cpu_count()} CPUs. "
+         f"Median of the repetitions (min–max)."),
+        "",
+        "| workload | unit | " + " | ".join(libs) + " |",
+        "|---|---|" + "---:|" * len(libs),
+    ]
+    for m in present:
+        cells = [cell(results.values.get(lib, {}).get(m.key), m.fmt, results.notes.get(lib, {}).get(m.key, ""))
+                 for lib in libs]
+        lines.append(f"| {m.title} | {m.unit} | " + " | ".join(cells) + " |")
+    if any(results.values.get(lib, {}).get("cost_commands") for lib in libs):
+        lines += ["", "Per-job Redis cost by phase (workload 8):", "",
+                  "| per job | " + " | ".join(libs) + " |", "|---|" + "---:|" * len(libs)]
+        for key, title, fmt in COST_DETAIL:
+            lines.append(f"| {title} | " + " | ".join(cell(results.values.get(lib, {}).get(key), fmt)
+                                                    for lib in libs) + " |")
+    lines += ["", "Notes:"]
+    for lib in libs:
+        cls = PEERS[lib]
+        notes = results.notes.get(lib, {})
+        parts = [f"workers: {cls.workers_note}"]
+        parts.append(f"bulk: {cls.bulk}" if cls.bulk else "bulk: no bulk API")
+        for key in ("enqueue", "process", "process_1ms", "latency", "cost"):
+            k = {"cost": "cost_commands", "latency": "latency_p50"}.get(key, key)
+            if k in notes:
+                parts.append(f"{key}: {notes[k]}")
+        lines.append(f"- **{lib}**: " + "; ".join(parts) + ".")
+    lines.append("- Memory is measured after workload 1's one-call enqueues (no worker running). "
+                 "Cost: commands exclude the harness's own; each job's body is 1 INCR.")
+    if results.failures:
+        lines += ["", "Failures:"] + [f"- {f}" for f in results.failures]
+    if results.warnings:
+        lines += ["", "Warnings:"] + [f"- {w}" for w in results.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: Results, libs: list[str], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = [m for m in METRICS if any(results.values.get(lib, {}).get(m.key) for lib in libs)]
+    if not present:
+        return
+    cols = 3
+    rows = math.ceil(len(present) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, m in zip(axes.flat, present):
+        names, medians, low, high, cols_ = [], [], [], [], []
+        for i, lib in enumerate(libs):
+            vals = results.values.get(lib, {}).get(m.key)
+            if not vals:
+                continue
+            med = statistics.median(vals)
+            names.append(lib)
+            medians.append(med)
+            low.append(med - min(vals))
+            high.append(max(vals) - med)
+            cols_.append(colors[i % len(colors)])
+        bars = ax.bar(names, medians, yerr=[low, high], capsize=3, color=cols_)
+        for bar, med in zip(bars, medians):
+            ax.annotate(m.fmt.format(med), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+        better = "higher" if m.higher_is_better else "lower"
+        ax.set_title(f"{m.title}\n({m.unit}, {better} is better)", fontsize=9)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.margins(y=0.15)
+        if min(medians) > 0 and max(medians) / min(medians) > 100:
+            ax.set_yscale("log")
+            ax.set_title(f"{m.title}\n({m.unit}, log scale, {better} is better)", fontsize=9)
+    for ax in list(axes.flat)[len(present):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -- main -----------------------------------------------------------------------------
+
+def parse_list(raw: str, allowed: tuple[str, ...] | list[str], what: str) -> list[str]:
+    items = [x.strip().lower() for x in raw.split(",") if x.strip()]
+    aliases = {str(i + 1): w for i, w in enumerate(allowed)} if what == "workload" else {}
+    items = [aliases.get(x, x) for x in items]
+    bad = [x for x in items if x not in allowed]
+    if bad:
+        raise SystemExit(f"unknown {what}(s): {', '.join(bad)}; choose from {', '.join(allowed)}")
+    return items
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", type=int, default=20_000, help="jobs per throughput run (default 20000)")
+    p.add_argument("--reps", type=int, default=3, help="repetitions, interleaved across libraries (default 3)")
+    p.add_argument("--libs", default=",".join(PEERS), help=f"comma-separated, default {','.join(PEERS)}")
+    p.add_argument("--workloads", default=",".join(WORKLOADS),
+                   help=f"comma-separated names or numbers 1-8, default {','.join(WORKLOADS)}")
+    p.add_argument("--latency-ms", type=float, default=0.0,
+                   help="route every client and worker through a proxy adding this delay each way (default 0)")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="output directory")
+    p.add_argument("--max-minutes", type=float, default=60.0,
+                   help="the proxies stop by themselves after this long (default 60)")
+    args = p.parse_args()
+    if args.jobs < 1 or args.reps < 1:
+        raise SystemExit("--jobs and --reps must be at least 1")
+    libs = parse_list(args.libs, list(PEERS), "library")
+    workloads = set(parse_list(args.workloads, WORKLOADS, "workload"))
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server not found on PATH (apt-get install redis-server)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp, when = time.strftime("%Y%m%d-%H%M%S"), time.strftime("%Y-%m-%d %H:%M")
+    data_dir = Path(tempfile.mkdtemp(prefix="taskfire-compare-"))
+    log_dir = out / f"compare-{stamp}-logs"
+    log_dir.mkdir()
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)  # unwinds through the finally blocks: workers, proxies, server
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
+    server = EmbeddedServer(data_dir / "redis", binary=binary)
+    server.start()
+    assert server.port is not None
+    version = redis.Redis(port=server.port).info("server")["redis_version"]
+    server_name = f"redis-server {version} (AOF everysec)"
+    # The job modules read BENCH_REDIS_URL at import: never the default 6379.
+    os.environ["BENCH_REDIS_URL"] = f"redis://127.0.0.1:{server.port}/0"
+    harness = Harness(args, server.port, log_dir)
+    started = time.monotonic()
+    try:
+        if args.latency_ms > 0:
+            harness.latency_proxy = ProxyProcess(server.port, args.latency_ms, False, args.max_minutes * 60)
+        if "cost" in workloads:
+            harness.count_proxy = ProxyProcess(server.port, args.latency_ms, True, args.max_minutes * 60)
+        for rep in range(args.reps):
+            for lib in libs:
+                print(f"[rep {rep + 1}/{args.reps}] {lib} ({time.monotonic() - started:.0f} s)",
+                      file=sys.stderr, flush=True)
+                harness.run_library(lib, workloads)
+    finally:
+        for proxy in (harness.latency_proxy, harness.count_proxy):
+            if proxy is not None:
+                proxy.stop()
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    results = harness.results
+    table = markdown(results, libs, args, server_name, when)
+    print(table)
+    base = out / f"compare-{stamp}"
+    base.with_suffix(".md").write_text(table)
+    base.with_suffix(".json").write_text(json.dumps({
+        "args": vars(args), "server": server_name, "values": results.values, "notes": results.notes,
+        "failures": results.failures, "warnings": results.warnings, "seconds": round(time.monotonic() - started, 1)}, indent=1))
+    chart(results, libs, base.with_suffix(".png"),
+          f"taskfire vs peers — {server_name}, {args.jobs:,} jobs, {args.reps} rep(s), "
+          f"latency {args.latency_ms:g} ms each way; bars: median, whiskers: min–max")
+    print(f"wrote {base}.md, {base}.json, {base}.png (worker logs in {log_dir}); "
+          f"{time.monotonic() - started:.0f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
