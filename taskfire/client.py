@@ -171,15 +171,17 @@ class Taskfire:
         """Moves a job to `state`, atomically, if it is in `expected_state` (any state
         when None). Returns False if there is no such job or it was in another state."""
         expected = (expected_state,) if isinstance(expected_state, str) else tuple(expected_state or ())
-        code, _, _ = self.storage.transition(transition_for(job_id, state, expected))
+        return self._change(job_id, state, expected)
+
+    def _change(self, job_id: str, state: State, expected: Sequence[str] = (),
+                unless: Sequence[str] = ()) -> bool:
+        code, _, _ = self.storage.transition(transition_for(job_id, state, expected, unless=unless))
         return code == 1
 
     def delete(self, job_id: str, reason: str = "Deleted by request") -> bool:
         """Deletes a job in any state but Deleted. A running job's outcome is then
         discarded and its cancellation token fires."""
-        code, _, _ = self.storage.transition(
-            transition_for(job_id, Deleted(reason=reason), unless=(DELETED,)))
-        return code == 1
+        return self._change(job_id, Deleted(reason=reason), unless=(DELETED,))
 
     def requeue(self, job_id: str, reason: str = "Requeued by request") -> bool:
         """Enqueues a job again, from any state, to run from the start. Its retry count

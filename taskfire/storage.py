@@ -112,30 +112,30 @@ class Storage:
     def _call(self, pipe: Any, script: Script, args: Sequence[Any]) -> None:
         pipe.evalsha(script.sha, 1, self.keys.queues, self.keys.prefix, *args)
 
-    def _line(self) -> Any:
-        """This thread's own connection, for script calls on the worker's hot path: it
-        skips the client's per-command machinery (pool checkout, hooks, retries), which
-        costs more Python time than the call itself. Callers retry on their own terms."""
+    def _line_call(self, *command: Any) -> Any:
+        """One command on this thread's own connection. The worker's hot path uses it to
+        skip the client's per-command machinery (pool checkout, hooks, retries), which
+        costs more Python time than the call itself; callers retry on their own terms."""
         conn = getattr(self._lines, "conn", None)
         if conn is None:
             conn = self._lines.conn = self.redis.connection_pool.make_connection()
-        return conn
+        try:
+            conn.send_packed_command([hiredis.pack_command(command)], check_health=False)
+            return conn.read_response()
+        except NoScriptError:
+            raise  # a complete reply: the connection is fine
+        except BaseException:
+            conn.disconnect()  # the reply may still be on its way: never reuse this socket
+            raise
 
     def _run_one(self, script: Script, args: Sequence[Any]) -> Any:
         """One script call (reloading the scripts if the server forgot them)."""
-        command = hiredis.pack_command(("EVALSHA", script.sha, 1, self.keys.queues, self.keys.prefix, *args))
-        conn = self._line()
-        for attempt in range(2):
-            try:
-                conn.send_packed_command([command], check_health=False)
-                return conn.read_response()
-            except NoScriptError:
-                if attempt:
-                    raise
-                self.load_scripts()
-            except BaseException:
-                conn.disconnect()  # the reply may still be on its way: never reuse this socket
-                raise
+        command = ("EVALSHA", script.sha, 1, self.keys.queues, self.keys.prefix, *args)
+        try:
+            return self._line_call(*command)
+        except NoScriptError:
+            self.load_scripts()
+            return self._line_call(*command)
 
     def _run(self, calls: list[tuple[Script, Sequence[Any]]]) -> list[Any]:
         """Runs script calls in one round trip; reloads scripts the server forgot."""
@@ -230,14 +230,7 @@ class Storage:
 
     def wait_for_work(self, keys: Sequence[str], timeout: float) -> bool:
         """Blocks until a wake-up token arrives on one of `keys` or `timeout` passes."""
-        conn = self._line()
-        command: tuple[Any, ...] = ("BLPOP", *keys, f"{max(timeout, 0.001):.3f}")
-        try:
-            conn.send_packed_command([hiredis.pack_command(command)], check_health=False)
-            return conn.read_response() is not None
-        except BaseException:
-            conn.disconnect()
-            raise
+        return self._line_call("BLPOP", *keys, f"{max(timeout, 0.001):.3f}") is not None
 
     def wake_worker(self, worker_id: str) -> None:
         self.redis.lpush(self.keys.worker_wake(worker_id), "1")
