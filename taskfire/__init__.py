@@ -1,15 +1,19 @@
 """taskfire: background jobs on Redis, with states, retries, schedules and workers."""
 
 from .client import Taskfire
+from .cron import Cron
 from .context import CancellationToken, JobContext, current_job
 from .errors import ConfigError, JobCancelled, PayloadError, TaskfireError, UnknownJobError
 from .job import JobFunction, job
 from .records import ExceptionInfo, HistoryEntry, Job
+from .recurring import RecurringJob
 from .states import Deleted, Enqueued, Failed, Scheduled, State, Succeeded
 
 __all__ = [
     # client and jobs
     "Taskfire", "job", "JobFunction", "Job", "HistoryEntry", "ExceptionInfo",
+    # recurring jobs
+    "Cron", "RecurringJob",
     # inside a running job
     "current_job", "JobContext", "CancellationToken",
     # states

@@ -93,6 +93,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     else:
         log.info("jobs: %s", ", ".join(names))
     warn_about_server(config.redis_url, config.prefix)
+    if config.recurring_file:
+        report = Taskfire(config.redis_url, prefix=config.prefix).recurring.sync(
+            config.recurring_file, config.environment or None)
+        log.info("recurring jobs from %s: %s", config.recurring_file, report)
     from .server import Server
     return Server(config).run()
 

@@ -14,6 +14,7 @@ from .errors import ConfigError
 from .job import JobFunction, JobOptions
 from .payload import encode_args
 from .records import Job, build_job
+from .recurring import RecurringJobs
 from .states import DELETED, Deleted, Enqueued, Scheduled, State, check_queue_name
 from .storage import NewJob, Storage, Transition
 
@@ -68,6 +69,7 @@ class Taskfire:
         self.url = url
         self.prefix = prefix if prefix is not None else os.environ.get("TASKFIRE_PREFIX", DEFAULT_PREFIX)
         self.storage = Storage(url, self.prefix, retention_s=int(seconds))
+        self.recurring = RecurringJobs(self)
         _default = self
 
     def close(self) -> None:

@@ -33,6 +33,9 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_recoveries: int = 5
     retention: float = 86400.0
     log_level: str = "INFO"
+    scheduler: bool = True
+    recurring_file: str = ""
+    environment: str = ""
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -77,6 +80,9 @@ HELP = {
     "max_recoveries": "times a job may lose its worker (killed, cut off) before it fails",
     "retention": "seconds Succeeded and Deleted jobs are kept",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "scheduler": "fire due recurring jobs from this worker's processes (true or false)",
+    "recurring_file": "TOML file of recurring jobs, synced when the server starts",
+    "environment": "the environment whose section of the recurring file applies (e.g. dev, prod)",
 }
 
 

@@ -14,6 +14,8 @@ class Keys:
         self.schedule = prefix + "schedule"
         self.processing = prefix + "processing"
         self.servers = prefix + "servers"
+        self.recurring = prefix + "recurring"
+        self.recurring_wake = prefix + "recurring:wake"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
@@ -43,3 +45,6 @@ class Keys:
     def worker_wake(self, worker_id: str) -> str:
         """A worker process's private wake-up list: pushing to it ends its idle wait."""
         return f"{self.prefix}worker:{worker_id}:wake"
+
+    def recurring_job(self, recurring_id: str) -> str:
+        return f"{self.prefix}recurring-job:{recurring_id}"

@@ -60,6 +60,8 @@ class Job(msgspec.Struct, frozen=True):
     history: list[HistoryEntry]
     options: dict[str, Any] = {}
     payload_error: str | None = None
+    recurring_id: str | None = None      # the recurring job that fired it
+    recurring_tick: datetime | None = None  # the tick it was fired for
 
     @property
     def is_final(self) -> bool:
@@ -117,4 +119,6 @@ def build_job(job_id: str, fields: dict[bytes, bytes], raw_history: list[bytes],
         history=history,
         options=decode_value(f["opts"]) if f.get("opts") else {},
         payload_error=payload_error,
+        recurring_id=f["recurring"].decode() if "recurring" in f else None,
+        recurring_tick=from_ms(int(f["tick"])) if "tick" in f else None,
     )

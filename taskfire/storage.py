@@ -35,7 +35,8 @@ class Script:
         self.sha = hashlib.sha1(self.text.encode()).hexdigest()
 
 
-SCRIPTS = {name: Script(name) for name in ("create", "fetch", "transition", "finish", "extend", "heartbeat")}
+SCRIPTS = {name: Script(name) for name in ("create", "fetch", "transition", "finish", "extend", "heartbeat",
+                                           "recurring_claim", "recurring_fire")}
 
 
 class NewJob(msgspec.Struct, frozen=True):
@@ -88,6 +89,23 @@ class FetchRequest(msgspec.Struct, frozen=True):
     lease_ms: int
     recoveries_allowed: int
     pass_wake: bool = True  # a full worker leaves a wake-up for the next idle one
+
+
+class DueRun(msgspec.Struct, frozen=True):
+    """A recurring job claimed for firing: what its scheduler needs to compute the run."""
+
+    id: str
+    fn: str
+    cron: str
+    tz: str
+    misfire: str
+    next_ms: int
+
+
+class Claim(NamedTuple):
+    now_ms: int
+    next_ms: int | None  # the earliest run still pending after the claim
+    due: list[DueRun]
 
 
 class Storage:
@@ -243,6 +261,96 @@ class Storage:
         pipe.zscore(self.keys.schedule, job_id)
         fields, history, due = pipe.execute()
         return fields, history, due
+
+    # -- recurring jobs --------------------------------------------------------------
+
+    def server_time_ms(self) -> int:
+        seconds, micros = self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def claim_recurring(self, limit: int, claim_ms: int) -> Claim:
+        reply = self._run_one(SCRIPTS["recurring_claim"], [limit, claim_ms])
+        now, head, n = int(reply[0]), int(reply[1]), int(reply[2])
+        due = []
+        for i in range(n):
+            rid, fn, cron, tz, misfire, nxt = (v.decode() for v in reply[3 + i * 6: 9 + i * 6])
+            due.append(DueRun(rid, fn, cron, tz, misfire, int(nxt)))
+        return Claim(now, None if head < 0 else head, due)
+
+    def fire_recurring(self, recurring_id: str, expected_ms: int | None, next_ms: int | None,
+                       error: str, reason: str, jobs: Sequence[tuple[str, int]]) -> int:
+        """One run (see recurring_fire.lua); -1 if it was no longer due."""
+        args: list[Any] = [recurring_id, "" if expected_ms is None else expected_ms,
+                           "" if next_ms is None else next_ms, error, reason, len(jobs)]
+        for job_id, tick in jobs:
+            args += (job_id, tick)
+        return int(self._run_one(SCRIPTS["recurring_fire"], args))
+
+    def read_recurring_fields(self, recurring_id: str, *names: str) -> list[str | None]:
+        values: list[bytes | None] = self.redis.hmget(self.keys.recurring_job(recurring_id), names)  # type: ignore[assignment]
+        return [v.decode() if v is not None else None for v in values]
+
+    def save_recurring(self, recurring_id: str, fields: dict[str, str | bytes],
+                       next_ms: int | None, reschedule: bool) -> None:
+        """Writes a recurring job's definition; with `reschedule`, also its next run."""
+        key = self.keys.recurring_job(recurring_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+        if "opts" not in fields:
+            pipe.hdel(key, "opts")
+        if reschedule:
+            pipe.hdel(key, "error")
+            self._set_next(pipe, recurring_id, next_ms)
+        pipe.execute()
+
+    def _set_next(self, pipe: Any, recurring_id: str, next_ms: int | None) -> None:
+        key = self.keys.recurring_job(recurring_id)
+        if next_ms is None:
+            pipe.hdel(key, "next")
+            pipe.zadd(self.keys.recurring, {recurring_id: "inf"})
+        else:
+            pipe.hset(key, "next", next_ms)
+            pipe.zadd(self.keys.recurring, {recurring_id: next_ms})
+            pipe.lpush(self.keys.recurring_wake, "1")  # a scheduler may be asleep past it
+            pipe.ltrim(self.keys.recurring_wake, 0, 0)
+
+    def set_recurring_enabled(self, recurring_id: str, enabled: bool, next_ms: int | None) -> bool:
+        """Enables (with its next run) or disables a recurring job; False if absent."""
+        key = self.keys.recurring_job(recurring_id)
+        with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                if not pipe.exists(key):
+                    return False
+                pipe.multi()
+                pipe.hset(key, "enabled", "1" if enabled else "0")
+                self._set_next(pipe, recurring_id, next_ms if enabled else None)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return self.set_recurring_enabled(recurring_id, enabled, next_ms)
+
+    def remove_recurring(self, recurring_id: str) -> bool:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(self.keys.recurring_job(recurring_id))
+        pipe.zrem(self.keys.recurring, recurring_id)
+        return bool(pipe.execute()[0])
+
+    def recurring_ids(self) -> list[str]:
+        """Every recurring job's id, soonest next run first."""
+        ids: list[bytes] = self.redis.zrange(self.keys.recurring, 0, -1)  # type: ignore[assignment]
+        return [i.decode() for i in ids]
+
+    def read_recurring(self, ids: Sequence[str]) -> list[tuple[dict[bytes, bytes], bytes | None]]:
+        """Each recurring job's hash and its last job's state, in two round trips."""
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in ids:
+            pipe.hgetall(self.keys.recurring_job(rid))
+        hashes = pipe.execute()
+        for h in hashes:
+            pipe.hget(self.keys.job(h[b"last_job"].decode()), "state") if h.get(b"last_job") else pipe.echo("")
+        states = pipe.execute() if hashes else []
+        return [(h, s or None) for h, s in zip(hashes, states, strict=True)]
 
     # -- servers -------------------------------------------------------------------
 

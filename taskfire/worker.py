@@ -27,6 +27,7 @@ from typing import Any
 
 import msgspec
 
+from .backoff import Backoff
 from .client import Taskfire, transition_for
 from .config import WorkerConfig
 from .context import LEASE_LOST, SHUTDOWN, CancellationToken, JobContext, _current
@@ -34,6 +35,7 @@ from .errors import JobCancelled, UnknownJobError
 from .job import JobOptions, registry
 from .payload import decode_args, encode_result
 from .retries import RetryPolicy
+from .scheduler import RecurringScheduler
 from .states import PROCESSING, Enqueued, Failed, State, Succeeded
 from .storage import TRANSIENT_ERRORS, FetchedJob, FetchRequest
 
@@ -56,25 +58,6 @@ def failure(exc: BaseException) -> Failed:
         details = details[:half] + "\n[... traceback shortened ...]\n" + details[-half:]
     return Failed(reason=f"{name}: {exc}"[:500], exception_type=name,
                   exception_message=str(exc), exception_details=details)
-
-
-class Backoff:
-    """Waits after a Redis error: 50 ms, doubling up to 2 s; logs an outage once."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.delay = 0.0
-
-    def wait(self, exc: Exception, stop: threading.Event) -> None:
-        if self.delay == 0:
-            log.warning("%s: Redis unavailable (%s); retrying", self.what, exc)
-        self.delay = min(max(self.delay * 2, 0.05), 2.0)
-        stop.wait(self.delay)
-
-    def ok(self) -> None:
-        if self.delay:
-            log.info("%s: Redis is back", self.what)
-        self.delay = 0.0
 
 
 class Held:
@@ -120,6 +103,9 @@ class WorkerProcess:
         self.fetcher = threading.Thread(target=self._fetch_loop, name="fetch", daemon=True)
         threads.append(self.fetcher)
         threads.append(threading.Thread(target=self._keep_leases, name="leases", daemon=True))
+        if self.config.scheduler:
+            scheduler = RecurringScheduler(self.storage, self.stopping, self.config.idle_wait, self.id)
+            threads.append(threading.Thread(target=scheduler.run, name="scheduler", daemon=True))
         for t in threads:
             t.start()
         log.info("worker %s taking jobs from %s with %d threads", self.id,

@@ -143,3 +143,9 @@ def sleeps_on_first_run(seconds: float) -> int:
     if runs == 1:
         time.sleep(seconds)
     return runs
+
+
+@job
+def record_fired(tag: str = "") -> None:
+    """Notes the id of each run (recurring tests read each job's tick from it)."""
+    _redis().rpush(_key("fired"), f"{tag}:{current_job().id}")

@@ -25,6 +25,10 @@
 --   state:<name>        final states: capped list, newest first; other states: zset by time
 --   stats:<name>        counter; stats:<name>:<hour> hourly counter that expires
 --   servers / server:<id>  zset by heartbeat / hash of one server's facts
+--   recurring           zset   recurring job ids, score = next run (+inf: disabled/never)
+--   recurring-job:<id>  hash   fn, args, opts, queue, cron, tz, misfire, enabled, next,
+--                              created, [last_run, last_job, error, source]
+--   recurring:wake      list   at most one token; idle schedulers block on it
 
 local PREFIX = ARGV[1]
 
@@ -33,7 +37,9 @@ local K = {
   schedule = PREFIX .. 'schedule',
   processing = PREFIX .. 'processing',
   servers = PREFIX .. 'servers',
+  recurring = PREFIX .. 'recurring',
 }
+function K.recurring_job(id) return PREFIX .. 'recurring-job:' .. id end
 function K.job(id) return PREFIX .. 'job:' .. id end
 function K.history(id) return PREFIX .. 'job:' .. id .. ':history' end
 function K.queue(q) return PREFIX .. 'queue:' .. q end
@@ -135,6 +141,14 @@ local function enter_state(id, state, now, opts)
       redis.call('ZADD', K.state(state), now, id)
     end
   end
+end
+
+-- Creates a job in the Enqueued state with its first history entry, for jobs a script
+-- makes itself (recurring runs). fields: fn, args, [opts] and any extra pairs.
+local function create_enqueued(id, queue, now, fields, reason, data)
+  redis.call('HSET', K.job(id), 'created', fmt(now), unpack(fields))
+  redis.call('RPUSH', K.history(id), entry(now, 'Enqueued', reason, data))
+  enter_state(id, 'Enqueued', now, { queue = queue })
 end
 
 -- The creation entry a job's history implied until its first change of state, or nil
