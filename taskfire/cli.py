@@ -1,4 +1,4 @@
-"""The `taskfire` command: worker, up, job, stats."""
+"""The `taskfire` command: worker, up, job, recurring, stats."""
 
 from __future__ import annotations
 
@@ -172,6 +172,36 @@ def cmd_job(args: argparse.Namespace) -> int:
     return 0 if done else 1
 
 
+def cmd_recurring(args: argparse.Namespace) -> int:
+    tf = Taskfire(args.redis_url, prefix=args.prefix)
+    if args.action == "sync":
+        if not args.target:
+            raise ConfigError("recurring sync needs the TOML file: taskfire recurring sync FILE")
+        print(tf.recurring.sync(args.target, args.env))
+        return 0
+    if args.action == "list":
+        jobs = tf.recurring.list()
+        if not jobs:
+            print("no recurring jobs")
+        for r in jobs:
+            state = "enabled" if r.enabled else "disabled"
+            nxt = f"{r.next_run:%Y-%m-%d %H:%M:%S} UTC" if r.next_run else "never"
+            last = f"{r.last_run:%Y-%m-%d %H:%M:%S} UTC ({r.last_job_state or 'gone'})" if r.last_run else "never"
+            print(f"{r.id}  {r.function}  cron={r.cron!r} tz={r.tz} queue={r.queue} {state}")
+            print(f"    next {nxt}  last {last}{'  ERROR: ' + r.error if r.error else ''}")
+        return 0
+    if not args.target:
+        raise ConfigError(f"recurring {args.action} needs the recurring job's id")
+    if args.action == "trigger":
+        job_id = tf.recurring.trigger(args.target)
+        print(f"enqueued job {job_id}" if job_id else f"no recurring job {args.target!r}")
+        return 0 if job_id else 1
+    done = {"enable": tf.recurring.enable, "disable": tf.recurring.disable,
+            "remove": tf.recurring.remove}[args.action](args.target)
+    print(f"{args.action}d {args.target}" if done else f"no recurring job {args.target!r}")
+    return 0 if done or args.action == "remove" else 1
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     tf = Taskfire(args.redis_url, prefix=args.prefix)
     r, k = tf.storage.redis, tf.storage.keys
@@ -215,6 +245,13 @@ def parser() -> argparse.ArgumentParser:
     j.add_argument("id")
     connection(j)
     j.set_defaults(run=cmd_job)
+
+    rc = sub.add_parser("recurring", help="list, trigger, enable, disable, remove or sync recurring jobs")
+    rc.add_argument("action", choices=("list", "trigger", "enable", "disable", "remove", "sync"))
+    rc.add_argument("target", nargs="?", help="the recurring job's id (the TOML file for sync)")
+    rc.add_argument("--env", default=None, help="sync: the file's environment section to apply [TASKFIRE_ENV]")
+    connection(rc)
+    rc.set_defaults(run=cmd_recurring)
 
     s = sub.add_parser("stats", help="queue lengths and counters")
     connection(s)

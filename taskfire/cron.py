@@ -69,7 +69,7 @@ class Cron:
             if day.lower() not in _DAYS:
                 raise ValueError(f"Cron: day must be a weekday name such as 'monday', not {day!r}")
             day = _DAYS[day.lower()]
-        return f"{Cron.daily(hour, minute)[:-2]}{_check('day', day, 0, 6)}"
+        return f"{_check('minute', minute, 0, 59)} {_check('hour', hour, 0, 23)} * * {_check('day', day, 0, 6)}"
 
     @staticmethod
     def monthly(day: int = 1, hour: int = 0, minute: int = 0) -> str:
