@@ -249,7 +249,7 @@ def parser() -> argparse.ArgumentParser:
     rc = sub.add_parser("recurring", help="list, trigger, enable, disable, remove or sync recurring jobs")
     rc.add_argument("action", choices=("list", "trigger", "enable", "disable", "remove", "sync"))
     rc.add_argument("target", nargs="?", help="the recurring job's id (the TOML file for sync)")
-    rc.add_argument("--env", default=None, help="sync: the file's environment section to apply [TASKFIRE_ENV]")
+    rc.add_argument("--env", default=None, help="sync: the file's environment section to apply [TASKFIRE_ENVIRONMENT]")
     connection(rc)
     rc.set_defaults(run=cmd_recurring)
 

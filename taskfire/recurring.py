@@ -83,7 +83,8 @@ def _build(recurring_id: str, h: dict[bytes, bytes], last_state: bytes | None) -
         return f[name].decode(errors="replace") if f.get(name) else None
 
     def time(name: str) -> datetime | None:
-        return from_ms(int(f[name])) if f.get(name) else None
+        raw = f.get(name, b"")
+        return from_ms(int(raw)) if raw.isdigit() else None  # a hand-edited value reads as none
 
     try:
         args, kwargs = decode_args(f.get("args", b""))
@@ -234,8 +235,8 @@ def load_file(path: str | os.PathLike[str], environment: str | None = None) -> t
         [env.dev.recurring.daily-reports]  # merged over the base entry in environment "dev"
         cron = "*/5 * * * *"
 
-    The environment is the argument, else TASKFIRE_ENV; an environment the file does not
-    mention uses the base entries alone."""
+    The environment is the argument, else TASKFIRE_ENVIRONMENT (the worker's
+    `--environment`); an environment the file does not mention uses the base entries."""
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text())
@@ -247,7 +248,7 @@ def load_file(path: str | os.PathLike[str], environment: str | None = None) -> t
     if unknown:
         raise ConfigError(f"{p}: unknown top-level key(s) {', '.join(sorted(unknown))} "
                           f"(expected source, recurring, env)")
-    environment = environment or os.environ.get("TASKFIRE_ENV") or None
+    environment = environment or os.environ.get("TASKFIRE_ENVIRONMENT") or None
     declared = {rid: dict(spec) for rid, spec in _table(p, data, "recurring").items()}
     if environment:
         envs = _table(p, data, "env")

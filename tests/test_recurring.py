@@ -180,11 +180,14 @@ def test_disabled_jobs_do_not_fire_until_enabled(tf, start_worker):
     assert tf.recurring.enable("no-such-job") is False and tf.recurring.disable("no-such-job") is False
 
 
-def test_a_missing_function_is_recorded_on_its_recurring_job_and_harms_no_other(tf, start_worker):
+def test_a_missing_function_or_corrupt_definition_is_recorded_on_its_recurring_job_and_harms_no_other(tf, start_worker):
     tf.recurring.add_or_update("healthy", jobs.record_fired, Cron.every_second(), args=("healthy",))
     tf.recurring.add_or_update("renamed", "tests.jobs:no_such_function", Cron.every_second())
     tf.recurring.add_or_update("gone", "tests.no_such_module:sync", Cron.every_second())
     tf.recurring.add_or_update("plain", "tests.jobs:_key", Cron.every_second())
+    for rid, field, garbage in (("bad-cron", "cron", "every blue moon"), ("bad-next", "next", "soon")):
+        tf.recurring.add_or_update(rid, jobs.record_fired, Cron.every_second(), args=(rid,))
+        tf.storage.redis.hset(tf.storage.keys.recurring_job(rid), field, garbage)  # corrupt by hand
     start_worker()
     wait_for(lambda: len(fired(tf, "healthy")) >= 3, what="the healthy job to fire")
     errors = {rid: wait_for(lambda: (r := tf.recurring.get(rid)) and r.error, what=f"{rid}'s error")
@@ -197,6 +200,11 @@ def test_a_missing_function_is_recorded_on_its_recurring_job_and_harms_no_other(
         assert r is not None and r.enabled and r.next_run is not None and r.last_job_id is None
     healthy = tf.recurring.get("healthy")
     assert healthy is not None and healthy.error is None
+    bad_cron = wait_for(lambda: (r := tf.recurring.get("bad-cron")) and r.error and r, what="bad-cron's error")
+    assert "'every blue moon'" in bad_cron.error and bad_cron.enabled and bad_cron.next_run is not None
+    bad_next = wait_for(lambda: (r := tf.recurring.get("bad-next")) and r.error and r, what="bad-next's error")
+    assert "is not a time" in bad_next.error and not bad_next.enabled
+    assert fired(tf, "bad-cron") == [] and fired(tf, "bad-next") == []
     # Fixing the definition clears the error at its next run.
     tf.recurring.add_or_update("renamed", jobs.record_fired, Cron.every_second(), args=("renamed",))
     wait_for(lambda: fired(tf, "renamed"), what="the fixed job to fire")

@@ -16,9 +16,16 @@ for _, id in ipairs(ids) do
     'fn', 'cron', 'tz', 'misfire', 'next', 'enabled'))
   if not fn or enabled ~= '1' or not nxt then
     redis.call('ZADD', K.recurring, 'inf', id)  -- removed or disabled under our feet
+  elseif not tonumber(nxt) then
+    -- A hand-edited or corrupt hash: set aside, visibly, so the others still run.
+    redis.call('HSET', K.recurring_job(id), 'enabled', '0',
+      'error', 'disabled: its next run ' .. string.format('%q', nxt) .. ' is not a time; add_or_update it again')
+    redis.call('ZADD', K.recurring, 'inf', id)
   else
     redis.call('ZADD', K.recurring, now + tonumber(ARGV[3]), id)
-    for _, v in ipairs({ id, fn, cron, tz, misfire, nxt }) do table.insert(reply, v) end
+    for _, v in ipairs({ id, fn, cron or '', tz or 'UTC', misfire or 'relaxed', nxt }) do
+      table.insert(reply, v)
+    end
     reply[3] = reply[3] + 1
   end
 end
