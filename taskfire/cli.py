@@ -160,6 +160,8 @@ def cmd_job(args: argparse.Namespace) -> int:
             return 1
         print(f"{job.id}  {job.function}  queue={job.queue}  state={job.state}")
         print(f"args={job.args!r} kwargs={job.kwargs!r} retries={job.retry_count}")
+        if job.recurring_id:
+            print(f"fired by recurring job {job.recurring_id!r} for its {job.recurring_tick:%Y-%m-%d %H:%M:%S} UTC tick")
         if job.result is not None:
             print(f"result={job.result!r}")
         for e in job.history:
