@@ -14,6 +14,7 @@ from .errors import ConfigError
 from .job import JobFunction, JobOptions
 from .payload import encode_args
 from .records import Job, build_job
+from .batches import Batch, BatchBuilder, build_batch
 from .recurring import RecurringJobs
 from .states import DELETED, Deleted, Enqueued, Scheduled, State, check_queue_name
 from .storage import NewJob, Storage, Transition
@@ -103,7 +104,7 @@ class Taskfire:
         raise ConfigError(f"cannot enqueue {target!r}: pass a @job function or a 'module:function' name")
 
     def _new_job(self, jf: JobFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                 due: str = "") -> NewJob:
+                 due: str = "", fields: dict[str, bytes | str] | None = None) -> NewJob:
         if jf.name.startswith("__main__:"):
             raise ConfigError(
                 f"cannot enqueue {jf.name}: it is defined in the script being run (__main__), "
@@ -115,7 +116,7 @@ class Taskfire:
             signature = jf.binder.signature
         opts = b"" if jf.overrides == JobOptions() else _opts_encoder.encode(jf.overrides)
         return NewJob(id=new_job_id(), fn=jf.name, args=encode_args(jf.name, args, kwargs, signature),
-                      queue=jf.queue, opts=opts, due=due)
+                      queue=jf.queue, opts=opts, due=due, fields=fields or {})
 
     def enqueue(self, target: JobFunction[..., Any] | str, *args: Any, **kwargs: Any) -> str:
         """Stores a job in its queue for the next free worker; returns its id."""
@@ -148,14 +149,53 @@ class Taskfire:
         self.storage.create(jobs)
         return [j.id for j in jobs]
 
+    # -- continuations and batches ---------------------------------------------------
+
+    def continue_with(self, parent_id: str, target: JobFunction[..., Any] | str, *args: Any,
+                      on: str = "succeeded", **kwargs: Any) -> str:
+        """Creates a job that waits (Awaiting) for another job and is enqueued when that
+        one succeeds (`on="succeeded"`, the default: if the parent is deleted, this job
+        is deleted too; while it sits in Failed, this one waits) or reaches any outcome
+        (`on="finished"`: Succeeded, Deleted, or Failed after its last retry). A parent
+        that has already finished releases it at once. Returns its id."""
+        return self._continue("job", parent_id, target, args, kwargs, on)
+
+    def continue_batch_with(self, batch_id: str, target: JobFunction[..., Any] | str, *args: Any,
+                            on: str = "succeeded", **kwargs: Any) -> str:
+        """Like `continue_with`, after every member of a batch has finished; with
+        `on="succeeded"` only if all of them succeeded."""
+        return self._continue("batch", batch_id, target, args, kwargs, on)
+
+    def _continue(self, kind: str, parent: str, target: JobFunction[..., Any] | str,
+                  args: tuple[Any, ...], kwargs: dict[str, Any], on: str) -> str:
+        if on not in ("succeeded", "finished"):
+            raise ConfigError(f"on must be 'succeeded' or 'finished', not {on!r}")
+        new = self._new_job(self._target(target), args, kwargs)
+        if self.storage.continue_job(kind, parent, on, new) < 0:
+            raise ConfigError(f"cannot continue {kind} {parent!r}: there is no such {kind} "
+                              f"(never created, or expired after its retention)")
+        return new.id
+
+    def batch(self) -> BatchBuilder:
+        """A batch of jobs created together; see `taskfire.batches`."""
+        return BatchBuilder(self)
+
+    def get_batch(self, batch_id: str) -> Batch | None:
+        h = self.storage.read_batch(batch_id)
+        return build_batch(batch_id, h) if h else None
+
+    def batch_members(self, batch_id: str, offset: int = 0, limit: int | None = None) -> list[str]:
+        """Ids of a batch's jobs and nested batches, in the order they were added."""
+        return self.storage.batch_members(batch_id, offset, -1 if limit is None else offset + limit - 1)
+
     # -- reading -------------------------------------------------------------------
 
     def get_job(self, job_id: str) -> Job | None:
         """The job's record, or None if there is no such job (or it expired)."""
-        fields, history, due = self.storage.read_job(job_id)
+        fields, history, due, continuations = self.storage.read_job(job_id)
         if not fields:
             return None
-        return build_job(job_id, fields, history, due)
+        return build_job(job_id, fields, history, due, [c.decode() for c in continuations])
 
     def queue_lengths(self) -> dict[str, int]:
         """Jobs waiting in each known queue (ids left by deleted jobs included)."""

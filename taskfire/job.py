@@ -106,6 +106,11 @@ class JobFunction(Generic[P, R]):
         """Stores the job to be enqueued at `when` (an aware datetime) or after a delay."""
         return self._client().schedule(self, when, *args, **kwargs)
 
+    def continue_with(self, parent_id: str, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Stores the job to run once job `parent_id` has succeeded (Awaiting until
+        then); `tf.continue_with(..., on="finished")` runs it whatever the outcome."""
+        return self._client()._continue("job", parent_id, self, args, kwargs, "succeeded")
+
     def enqueue_many(self, calls: Iterable[tuple[Any, ...] | dict[str, Any]]) -> list[str]:
         """Enqueues one job per call (a tuple of positional or a dict of keyword
         arguments) in pipelined chunks; returns their ids in order."""

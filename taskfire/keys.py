@@ -46,5 +46,15 @@ class Keys:
         """A worker process's private wake-up list: pushing to it ends its idle wait."""
         return f"{self.prefix}worker:{worker_id}:wake"
 
+    def batch(self, batch_id: str) -> str:
+        return f"{self.prefix}batch:{batch_id}"
+
+    def batch_jobs(self, batch_id: str) -> str:
+        return f"{self.prefix}batch:{batch_id}:jobs"
+
+    def continuations(self, kind: str, parent_id: str) -> str:
+        """Jobs awaiting a parent of this kind ("job" or "batch")."""
+        return f"{self.prefix}{kind}:{parent_id}:continuations"
+
     def recurring_job(self, recurring_id: str) -> str:
         return f"{self.prefix}recurring-job:{recurring_id}"

@@ -62,6 +62,12 @@ class Job(msgspec.Struct, frozen=True):
     payload_error: str | None = None
     recurring_id: str | None = None      # the recurring job that fired it
     recurring_tick: datetime | None = None  # the tick it was fired for
+    parent_id: str | None = None         # the job or batch a continuation runs after
+    parent_kind: str | None = None       # "job" or "batch"
+    continue_on: str | None = None       # "succeeded" or "finished"
+    continuations: list[str] = []        # jobs still awaiting this one
+    batch_id: str | None = None
+    params: dict[str, Any] = {}          # named parameters set on the job
 
     @property
     def is_final(self) -> bool:
@@ -80,14 +86,27 @@ def _exception_of(entries: list[HistoryEntry]) -> ExceptionInfo | None:
     return None
 
 
+#: Job parameters are hash fields named "param:<name>", each a msgpack value.
+PARAM_PREFIX = "param:"
+
+
+def _param_value(raw: bytes) -> Any:
+    try:
+        return decode_value(raw)
+    except Exception:
+        return raw  # written by hand: shown as it is
+
 def build_job(job_id: str, fields: dict[bytes, bytes], raw_history: list[bytes],
-              due_ms: float | None) -> Job:
+              due_ms: float | None, continuations: list[str] | None = None) -> Job:
     f = {k.decode(): v for k, v in fields.items()}
     history = []
     for raw in raw_history:
         e = _entry_decoder.decode(raw)
         history.append(HistoryEntry(state=e.state, at=from_ms(e.at), reason=e.reason,  # type: ignore[arg-type]
                                     data=e.data, due=from_ms(e.due)))
+    def text(name: str) -> str | None:
+        return f[name].decode(errors="replace") if name in f else None
+
     state = f.get("state", b"").decode()
     if not history and "created" in f:
         # A job that never changed state: its creation entry is implied by the hash.
@@ -121,4 +140,7 @@ def build_job(job_id: str, fields: dict[bytes, bytes], raw_history: list[bytes],
         payload_error=payload_error,
         recurring_id=f["recurring"].decode() if "recurring" in f else None,
         recurring_tick=from_ms(int(f["tick"])) if "tick" in f else None,
+        parent_id=text("parent"), parent_kind=text("parent_kind"), continue_on=text("on"),
+        continuations=continuations or [], batch_id=text("batch"),
+        params={k[len(PARAM_PREFIX):]: _param_value(v) for k, v in f.items() if k.startswith(PARAM_PREFIX)},
     )

@@ -22,6 +22,7 @@ PROCESSING = "Processing"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 DELETED = "Deleted"
+AWAITING = "Awaiting"
 
 #: States in which a job is done: it expires after the retention period.
 FINAL_STATES = frozenset({SUCCEEDED, DELETED})
@@ -139,6 +140,14 @@ class Failed(State, frozen=True):
     exception_type: str | None = None
     exception_message: str | None = None
     exception_details: str | None = None
+
+
+class Awaiting(State, frozen=True):
+    """Waiting for a parent job or batch to finish (a continuation). Only
+    `continue_with` enters it; it is left for the queue, or Deleted, by the parent."""
+
+    name: ClassVar[str] = AWAITING
+    parent: str | None = None
 
 
 class Deleted(State, frozen=True):

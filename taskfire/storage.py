@@ -36,7 +36,7 @@ class Script:
 
 
 SCRIPTS = {name: Script(name) for name in ("create", "fetch", "transition", "finish", "extend", "heartbeat",
-                                           "recurring_claim", "recurring_fire")}
+                                           "recurring_claim", "recurring_fire", "continue", "batch_open")}
 
 
 class NewJob(msgspec.Struct, frozen=True):
@@ -46,6 +46,13 @@ class NewJob(msgspec.Struct, frozen=True):
     queue: str
     opts: bytes = b""
     due: str = ""  # "" now, "+<ms>" after a delay, "<ms>" at an absolute time
+    fields: dict[str, bytes | str] = {}  # more for the job hash: parameters, batch
+
+
+class NewBatch(NamedTuple):
+    id: str
+    total: int       # members: jobs and nested batches
+    parent: str = ""  # the enclosing batch
 
 
 class FetchedJob(msgspec.Struct, frozen=True):
@@ -186,18 +193,66 @@ class Storage:
 
     # -- jobs ----------------------------------------------------------------------
 
-    def create(self, jobs: Sequence[NewJob], chunk: int = 500) -> None:
-        """Creates jobs in chunks of one script call each, all in one round trip.
-
-        Creating is idempotent per id, so the client's own retry after a dropped
-        connection is safe here."""
+    @staticmethod
+    def _create_calls(jobs: Sequence[NewJob], chunk: int) -> list[tuple[Script, Sequence[Any]]]:
         calls: list[tuple[Script, Sequence[Any]]] = []
         for start in range(0, len(jobs), chunk):
             part = jobs[start:start + chunk]
             args: list[Any] = [len(part)]
             for j in part:
-                args += (j.id, j.fn, j.args, j.queue, j.opts, j.due)
+                args += (j.id, j.fn, j.args, j.queue, j.opts, j.due, len(j.fields))
+                for field, value in j.fields.items():
+                    args += (field, value)
             calls.append((SCRIPTS["create"], args))
+        return calls
+
+    def create_batches(self, batches: Sequence[NewBatch], jobs: Sequence[NewJob], chunk: int = 1000) -> None:
+        """Creates batches and their jobs in one MULTI: no job can run, and no other
+        client's call can come in between, before all of them exist. Idempotent per id,
+        so a retry after a dropped connection is safe."""
+        opening: list[Any] = [self.retention_s, len(batches)]
+        for b in batches:
+            opening += (b.id, b.total, b.parent)
+        calls = [(SCRIPTS["batch_open"], opening), *self._create_calls(jobs, chunk)]
+        for attempt in range(3):
+            self.load_scripts()  # a NOSCRIPT inside MULTI would split the batch
+            pipe = self.redis.pipeline(transaction=True)
+            for script, args in calls:
+                self._call(pipe, script, args)
+            try:
+                pipe.execute()
+                return
+            except TRANSIENT_ERRORS:
+                if attempt == 2:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def continue_job(self, kind: str, parent: str, on: str, job: NewJob) -> int:
+        """Creates a continuation of a job or batch (see continue.lua): 1 created,
+        0 created by an earlier try, -1 no such parent."""
+        args = [kind, parent, on, self.retention_s, self.index_cap, job.id, job.fn, job.args, job.queue, job.opts]
+        for attempt in range(3):
+            try:
+                return int(self._run_one(SCRIPTS["continue"], args))
+            except TRANSIENT_ERRORS:
+                if attempt == 2:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def read_batch(self, batch_id: str) -> dict[bytes, bytes]:
+        return self.redis.hgetall(self.keys.batch(batch_id))  # type: ignore[return-value]
+
+    def batch_members(self, batch_id: str, start: int = 0, stop: int = -1) -> list[str]:
+        ids: list[bytes] = self.redis.lrange(self.keys.batch_jobs(batch_id), start, stop)  # type: ignore[assignment]
+        return [i.decode() for i in ids]
+
+    def create(self, jobs: Sequence[NewJob], chunk: int = 500) -> None:
+        """Creates jobs in chunks of one script call each, all in one round trip.
+
+        Creating is idempotent per id, so the client's own retry after a dropped
+        connection is safe here."""
+        calls = self._create_calls(jobs, chunk)
         if len(calls) > 1:
             self._run(calls)
             return
@@ -253,14 +308,15 @@ class Storage:
     def wake_worker(self, worker_id: str) -> None:
         self.redis.lpush(self.keys.worker_wake(worker_id), "1")
 
-    def read_job(self, job_id: str) -> tuple[dict[bytes, bytes], list[bytes], float | None]:
-        """The job hash, its history entries and its due time (if scheduled), in one trip."""
+    def read_job(self, job_id: str) -> tuple[dict[bytes, bytes], list[bytes], float | None, list[bytes]]:
+        """The job hash, its history entries, its due time (if scheduled) and the ids of
+        the jobs awaiting it, in one trip."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.job(job_id))
         pipe.lrange(self.keys.history(job_id), 0, -1)
         pipe.zscore(self.keys.schedule, job_id)
-        fields, history, due = pipe.execute()
-        return fields, history, due
+        pipe.lrange(self.keys.continuations("job", job_id), 0, -1)
+        return tuple(pipe.execute())  # type: ignore[return-value]
 
     # -- recurring jobs --------------------------------------------------------------
 

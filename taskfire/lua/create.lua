@@ -1,26 +1,33 @@
 -- create.lua: creates jobs, each Enqueued or Scheduled.
 -- One call creates many jobs, so bulk enqueues cost one round trip per chunk.
 --
--- ARGV  1 prefix, 2 number of jobs, then 6 values a job:
---       id, fn, args (msgpack), queue, opts (msgpack or ""), due
+-- ARGV  1 prefix, 2 number of jobs, then per job: id, fn, args (msgpack), queue, opts
+--       (msgpack or ""), due, n, then n field/value pairs (job parameters, batch)
 --       due: "" to enqueue now, "+<ms>" for a delay from the server's now, "<ms>" for
 --       an absolute time
--- Keys  job:<id>, queue:<q>, queue:<q>:wake, queues, schedule
+-- Keys  job:<id>, queue:<q>, queue:<q>:wake, queues, schedule, batch:<id>:jobs
 -- Returns the number of jobs created. An id that already exists is skipped: ids are
 -- made by the caller, so a call repeated after a dropped connection creates nothing twice.
 
 local now = now_ms()
 local n = tonumber(ARGV[2])
 local created = 0
-for i = 0, n - 1 do
-  local base = 3 + i * 6
+local base = 3
+for _ = 1, n do
   local id, fn, args, queue, opts, due = ARGV[base], ARGV[base + 1], ARGV[base + 2],
     ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
+  local nextra = tonumber(ARGV[base + 6])
+  local extra = {}
+  for i = base + 7, base + 6 + nextra * 2 do table.insert(extra, ARGV[i]) end
+  base = base + 7 + nextra * 2
   local jk = K.job(id)
   if redis.call('EXISTS', jk) == 0 then
     created = created + 1
-    redis.call('HSET', jk, 'fn', fn, 'args', args, 'queue', queue, 'created', fmt(now))
+    redis.call('HSET', jk, 'fn', fn, 'args', args, 'queue', queue, 'created', fmt(now), unpack(extra))
     if opts ~= '' then redis.call('HSET', jk, 'opts', opts) end
+    for i = 1, #extra, 2 do
+      if extra[i] == 'batch' then redis.call('RPUSH', K.batch_jobs(extra[i + 1]), id) end
+    end
     -- No history list yet: the first change of state writes the creation entry.
     if due == '' then
       enter_state(id, 'Enqueued', now, { queue = queue })

@@ -29,6 +29,11 @@
 --   recurring-job:<id>  hash   fn, args, opts, queue, cron, tz, misfire, enabled, next,
 --                              created, [last_run, last_job, error, source]
 --   recurring:wake      list   at most one token; idle schedulers block on it
+--   job:<id>:continuations    list  ids of jobs Awaiting this job (the job has conts=1)
+--   batch:<id>          hash   total, succeeded, failed, deleted, outcome, state,
+--                              created, [finished, batch (the enclosing batch)]
+--   batch:<id>:jobs     list   its members' ids (jobs, and nested batches' ids)
+--   batch:<id>:continuations  list  ids of jobs Awaiting this batch
 
 local PREFIX = ARGV[1]
 
@@ -40,6 +45,10 @@ local K = {
   recurring = PREFIX .. 'recurring',
 }
 function K.recurring_job(id) return PREFIX .. 'recurring-job:' .. id end
+function K.batch(id) return PREFIX .. 'batch:' .. id end
+function K.batch_jobs(id) return PREFIX .. 'batch:' .. id .. ':jobs' end
+-- The jobs awaiting a parent: a job (kind 'job') or a batch (kind 'batch').
+function K.continuations(kind, id) return PREFIX .. kind .. ':' .. id .. ':continuations' end
 function K.job(id) return PREFIX .. 'job:' .. id end
 function K.history(id) return PREFIX .. 'job:' .. id .. ':history' end
 function K.queue(q) return PREFIX .. 'queue:' .. q end
@@ -93,7 +102,7 @@ end
 -- Undoes what entering `state` did, except for queue lists: an id left behind in a
 -- queue is skipped at fetch because the job's state (or queue) no longer matches.
 local function leave_state(id, state)
-  if state == 'Enqueued' then return end
+  if state == 'Enqueued' then return false end
   if state == 'Scheduled' then
     redis.call('ZREM', K.schedule, id)
   elseif state == 'Processing' then
@@ -103,9 +112,11 @@ local function leave_state(id, state)
     -- Only final states carry a TTL. Their index is a capped list that keeps the stale
     -- id (readers skip it); removing it would cost a scan.
     redis.call('PERSIST', K.history(id))
+    return true
   else
     redis.call('ZREM', K.state(state), id)
   end
+  return false
 end
 
 -- opts: queue, front (bool) for Enqueued; due (ms) for Scheduled; token, lease (ms),
@@ -164,20 +175,152 @@ local function creation_entry(id, old, hk, created, queue)
   return entry(tonumber(created), old, nil, { queue = queue }, due)
 end
 
+-- What a state means to the jobs and batches that wait on a job: nil while the job may
+-- still run, else 'succeeded', 'failed' (retries exhausted: an operator may still
+-- requeue it) or 'deleted' (Deleted, or any other final state).
+local function outcome(state, final)
+  if state == 'Succeeded' then return 'succeeded' end
+  if state == 'Failed' then return 'failed' end
+  if state == 'Deleted' or final then return 'deleted' end
+  return nil
+end
+
+-- What a script needs to delete a job on its own (a continuation of a deleted parent);
+-- scripts called with these settings (apply_change, continue) set them.
+local SETTINGS = { retention = 86400, cap = 10000 }
+
+local follow_up  -- below: a transition may release continuations, which transition
+
 -- Moves a job to a new state: the history entries (every elected candidate, last one
--- the new state), the counters, and the structures of the old and new state.
+-- the new state), the counters, and the structures of the old and new state; then, if
+-- its outcome changed, its continuations and its batch follow.
 -- opts.created/opts.origin (the job's creation time and queue) spare a read when the
 -- caller has them.
 local function transition(id, old, state, now, entries, opts)
   local hk = K.history(id)
   local values = { creation_entry(id, old, hk, opts.created, opts.origin) }
-  leave_state(id, old)
+  local was_final = leave_state(id, old)
   for i = 1, #entries do
     table.insert(values, entries[i][2])
     count(entries[i][1], now)
   end
   redis.call('RPUSH', hk, unpack(values))
   enter_state(id, state, now, opts)
+  local before, after = outcome(old, was_final), outcome(state, opts.final)
+  if before ~= after then
+    local batch, conts = unpack(redis.call('HMGET', K.job(id), 'batch', 'conts'))
+    if batch or conts then follow_up('job', id, before, after, batch or nil, now) end
+  end
+end
+
+local function push_all(key, values)
+  for i = 1, #values, 1000 do
+    redis.call('RPUSH', key, unpack(values, i, math.min(i + 999, #values)))
+  end
+end
+
+-- What an awaiting job does when its parent reaches `result`: 'enqueue', 'delete' or
+-- 'wait' (an only-on-success continuation of a failed parent: it may yet be requeued).
+local function decide(on, result)
+  if result == 'succeeded' or on == 'finished' then return 'enqueue' end
+  if result == 'deleted' then return 'delete' end
+  return 'wait'
+end
+
+local function describe(kind, id) return kind .. ' ' .. id end
+
+-- Moves an awaiting job on, to its queue or to Deleted, as `action` says.
+local function release(id, action, kind, parent, result, now)
+  if action == 'enqueue' then
+    local queue = redis.call('HGET', K.job(id), 'queue')
+    local why = 'Its parent ' .. describe(kind, parent) .. ' ' .. result
+    transition(id, 'Awaiting', 'Enqueued', now,
+      { { 'Enqueued', entry(now, 'Enqueued', why, { queue = queue, parent = parent }) } }, { queue = queue })
+  else
+    local why = 'Its parent ' .. describe(kind, parent) .. ' did not succeed (' .. result .. '), so it will not run'
+    transition(id, 'Awaiting', 'Deleted', now,
+      { { 'Deleted', entry(now, 'Deleted', why, { parent = parent }) } },
+      { final = true, retention = SETTINGS.retention, cap = SETTINGS.cap })
+  end
+end
+
+local function settle_continuations(kind, parent, result, now)
+  local ck = K.continuations(kind, parent)
+  local children = redis.call('LRANGE', ck, 0, -1)
+  if #children == 0 then return end
+  local waiting = {}
+  for _, child in ipairs(children) do
+    local state, on = unpack(redis.call('HMGET', K.job(child), 'state', 'on'))
+    if state == 'Awaiting' then  -- else deleted or requeued by hand meanwhile
+      local action = decide(on, result)
+      if action == 'wait' then table.insert(waiting, child) else release(child, action, kind, parent, result, now) end
+    end
+  end
+  redis.call('DEL', ck)
+  push_all(ck, waiting)
+  if #waiting == 0 and kind == 'job' then redis.call('HDEL', K.job(parent), 'conts') end
+end
+
+-- A batch's outcome once every member has one: 'failed' if any failed (it may still be
+-- requeued), else 'deleted' if any was deleted, else 'succeeded'; nil while any runs.
+local function batch_outcome(total, s, f, d)
+  s, f, d = tonumber(s) or 0, tonumber(f) or 0, tonumber(d) or 0
+  if s + f + d < tonumber(total) then return nil end
+  if f > 0 then return 'failed' end
+  if d > 0 then return 'deleted' end
+  return 'succeeded'
+end
+
+-- Records a batch's outcome (nil: running again). A batch that succeeded or was deleted
+-- expires after the retention period, as a job would; a failed one waits for its operator.
+local function finish_batch(batch, result, now)
+  local bk = K.batch(batch)
+  if result then
+    redis.call('HSET', bk, 'outcome', result, 'state', 'Finished', 'finished', fmt(now))
+  else
+    redis.call('HSET', bk, 'state', 'Started')
+    redis.call('HDEL', bk, 'outcome', 'finished')
+  end
+  for _, key in ipairs({ bk, K.batch_jobs(batch) }) do
+    if result == 'succeeded' or result == 'deleted' then
+      redis.call('EXPIRE', key, SETTINGS.retention)
+    else
+      redis.call('PERSIST', key)
+    end
+  end
+end
+
+-- A member of `batch` went from outcome `before` to `after`: counts it, and if the
+-- batch's own outcome changed, returns it (and the enclosing batch) for follow-up.
+local function batch_moved(batch, before, after, now)
+  local bk = K.batch(batch)
+  if before then redis.call('HINCRBY', bk, before, -1) end
+  if after then redis.call('HINCRBY', bk, after, 1) end
+  local total, s, f, d, was, parent = unpack(redis.call('HMGET', bk,
+    'total', 'succeeded', 'failed', 'deleted', 'outcome', 'batch'))
+  if not total then return end  -- the batch expired
+  was = was or nil
+  local result = batch_outcome(total, s, f, d)
+  if result == was then return end
+  finish_batch(batch, result, now)
+  follow_up('batch', batch, was, result, parent or nil, now)
+end
+
+-- Lets the continuations and the batch of a job (or batch) whose outcome changed follow,
+-- and theirs in turn, breadth first: chains of any length without deep recursion.
+local WORK = nil
+follow_up = function(kind, id, before, after, batch, now)
+  local item = { kind = kind, id = id, before = before, after = after, batch = batch }
+  if WORK then table.insert(WORK, item) return end
+  WORK = { item }
+  local i = 1
+  while i <= #WORK do
+    local w = WORK[i]
+    i = i + 1
+    if w.after then settle_continuations(w.kind, w.id, w.after, now) end
+    if w.batch then batch_moved(w.batch, w.before, w.after, now) end
+  end
+  WORK = nil
 end
 
 -- A state change asked for from Python (transition.lua, finish.lua). Reads its arguments
@@ -205,6 +348,7 @@ local function apply_change(a, now)
   if ARGV[a + 3] ~= '' and lease ~= ARGV[a + 3] then return -2, old, after end
 
   local state = ARGV[a + 4]
+  SETTINGS.retention, SETTINGS.cap = tonumber(ARGV[a + 9]), tonumber(ARGV[a + 10])
   if ARGV[a + 5] ~= '' then queue = ARGV[a + 5] end
   local due = nil
   local d = ARGV[a + 7]
