@@ -17,7 +17,7 @@ deleted, else `succeeded`. Continuations follow the same rules as a job's.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import msgspec
 
@@ -73,6 +73,7 @@ class BatchBuilder:
         self.jobs: list[NewJob] = []
         self.children: list[BatchBuilder] = []
         self.continuations: list[tuple[JobFunction[..., Any] | str, tuple[Any, ...], dict[str, Any], str]] = []
+        self.created: list[Callable[[], None]] = []  # client filters' on_created, after the commit
         self.committed = False
 
     def __enter__(self) -> BatchBuilder:
@@ -90,8 +91,10 @@ class BatchBuilder:
              due: str = "") -> str:
         if self.committed:
             raise RuntimeError(f"batch {self.id} is already committed")
-        new = self.client._new_job(self.client._target(target), args, kwargs, due, {"batch": self.id})
+        new, created = self.client._new_job(self.client._target(target), args, kwargs, due, {"batch": self.id})
         self.jobs.append(new)
+        if created:
+            self.created.append(created)
         return new.id
 
     def enqueue(self, target: JobFunction[..., Any] | str, *args: Any, **kwargs: Any) -> str:
@@ -132,6 +135,8 @@ class BatchBuilder:
         self.client.storage.create_batches(batches, jobs)
         for b in builders:
             b.committed = True
+            for created in b.created:
+                created()
             for target, args, kwargs, on in b.continuations:
                 self.client.continue_batch_with(b.id, target, *args, on=on, **kwargs)
         return self.id

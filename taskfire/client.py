@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import msgspec
 
 from .errors import ConfigError
 from .job import JobFunction, JobOptions
 from .payload import encode_args
-from .records import Job, build_job
+from .filters import (ApplyStateContext, CreatedContext, CreatingContext, ElectStateContext, FilterList,
+                      global_filters, pipeline,
+                      run_applied, run_created, run_creating, run_election)
+from .payload import decode_value, encode_result, encode_value
+from .records import PARAM_PREFIX, Job, build_job
 from .batches import Batch, BatchBuilder, build_batch
 from .recurring import RecurringJobs
 from .states import DELETED, Deleted, Enqueued, Scheduled, State, check_queue_name
@@ -26,6 +31,16 @@ DEFAULT_RETENTION = timedelta(days=1)
 _opts_encoder = msgspec.msgpack.Encoder()
 
 _default: Taskfire | None = None
+
+#: `change_state(..., result=NO_RESULT)`: store no result.
+NO_RESULT: Any = object()
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
+
+
+def check_param_name(name: str) -> str:
+    if not isinstance(name, str) or not _PARAM_NAME.match(name):
+        raise ConfigError(f"job parameter name {name!r}: use up to 100 letters, digits, '_', '.' or '-'")
+    return name
 
 
 def default_client() -> Taskfire:
@@ -84,6 +99,11 @@ class Taskfire:
 
     # -- creating jobs -------------------------------------------------------------
 
+    @property
+    def filters(self) -> FilterList:
+        """The process-wide job filters (see taskfire.filters)."""
+        return global_filters
+
     def job(self, name: str, *, queue: str = "default", **options: Any) -> JobFunction[..., Any]:
         """A reference to a job by name ("package.module:function"), for enqueueing from
         a process that does not import it. The worker supplies the function's options;
@@ -104,7 +124,9 @@ class Taskfire:
         raise ConfigError(f"cannot enqueue {target!r}: pass a @job function or a 'module:function' name")
 
     def _new_job(self, jf: JobFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                 due: str = "", fields: dict[str, bytes | str] | None = None) -> NewJob:
+                 due: str = "", fields: dict[str, bytes | str] | None = None
+                 ) -> tuple[NewJob, Callable[[], None] | None]:
+        """The job to store, and what to call once it is stored (its filters' on_created)."""
         if jf.name.startswith("__main__:"):
             raise ConfigError(
                 f"cannot enqueue {jf.name}: it is defined in the script being run (__main__), "
@@ -115,21 +137,37 @@ class Taskfire:
             jf.binder.check(jf.name, args, kwargs)
             signature = jf.binder.signature
         opts = b"" if jf.overrides == JobOptions() else _opts_encoder.encode(jf.overrides)
-        return NewJob(id=new_job_id(), fn=jf.name, args=encode_args(jf.name, args, kwargs, signature),
-                      queue=jf.queue, opts=opts, due=due, fields=fields or {})
+        fields = dict(fields or {})
+        filters = pipeline(jf.filters)
+        creating = None
+        if filters:
+            creating = CreatingContext(jf.name, args, kwargs, jf.queue)
+            run_creating(filters, creating)
+            for name, value in creating.params.items():
+                fields[PARAM_PREFIX + check_param_name(name)] = encode_value(name, value)
+        new = NewJob(id=new_job_id(), fn=jf.name, args=encode_args(jf.name, args, kwargs, signature),
+                     queue=jf.queue, opts=opts, due=due, fields=fields)
+        if creating is None:
+            return new, None
+        done = CreatedContext(new.id, creating)
+        return new, lambda: run_created(filters, done)
 
     def enqueue(self, target: JobFunction[..., Any] | str, *args: Any, **kwargs: Any) -> str:
         """Stores a job in its queue for the next free worker; returns its id."""
-        new = self._new_job(self._target(target), args, kwargs)
+        new, created = self._new_job(self._target(target), args, kwargs)
         self.storage.create([new])
+        if created:
+            created()
         return new.id
 
     def schedule(self, target: JobFunction[..., Any] | str, when: datetime | timedelta | float,
                  *args: Any, **kwargs: Any) -> str:
         """Stores a job to be enqueued at `when`: an aware datetime, a timedelta, or
         seconds from now (the Redis server's now)."""
-        new = self._new_job(self._target(target), args, kwargs, Scheduled.when(when).due_arg())
+        new, created = self._new_job(self._target(target), args, kwargs, Scheduled.when(when).due_arg())
         self.storage.create([new])
+        if created:
+            created()
         return new.id
 
     def enqueue_many(self, target: JobFunction[..., Any] | str,
@@ -137,17 +175,20 @@ class Taskfire:
         """Enqueues one job per call (a tuple of positional arguments or a dict of keyword
         arguments). Every call is checked before any job is stored."""
         jf = self._target(target)
-        jobs = []
+        made = []
         for call in calls:
             if isinstance(call, dict):
-                jobs.append(self._new_job(jf, (), call))
+                made.append(self._new_job(jf, (), call))
             elif isinstance(call, tuple):
-                jobs.append(self._new_job(jf, call, {}))
+                made.append(self._new_job(jf, call, {}))
             else:
                 raise TypeError(f"enqueue_many takes tuples of positional or dicts of keyword "
                                 f"arguments, not {type(call).__name__}: {call!r}")
-        self.storage.create(jobs)
-        return [j.id for j in jobs]
+        self.storage.create([new for new, _ in made])
+        for _, created in made:
+            if created:
+                created()
+        return [new.id for new, _ in made]
 
     # -- continuations and batches ---------------------------------------------------
 
@@ -170,10 +211,12 @@ class Taskfire:
                   args: tuple[Any, ...], kwargs: dict[str, Any], on: str) -> str:
         if on not in ("succeeded", "finished"):
             raise ConfigError(f"on must be 'succeeded' or 'finished', not {on!r}")
-        new = self._new_job(self._target(target), args, kwargs)
+        new, created = self._new_job(self._target(target), args, kwargs)
         if self.storage.continue_job(kind, parent, on, new) < 0:
             raise ConfigError(f"cannot continue {kind} {parent!r}: there is no such {kind} "
                               f"(never created, or expired after its retention)")
+        if created:
+            created()
         return new.id
 
     def batch(self) -> BatchBuilder:
@@ -208,17 +251,42 @@ class Taskfire:
 
     # -- moving jobs ---------------------------------------------------------------
 
-    def change_state(self, job_id: str, state: State,
-                     expected_state: str | Sequence[str] | None = None) -> bool:
+    def change_state(self, job_id: str, state: State, expected_state: str | Sequence[str] | None = None,
+                     *, result: Any = NO_RESULT) -> bool:
         """Moves a job to `state`, atomically, if it is in `expected_state` (any state
-        when None). Returns False if there is no such job or it was in another state."""
+        when None), storing `result` with it if given. The process-wide filters elect
+        and see the change. Returns False if there is no such job or it was in another
+        state."""
         expected = (expected_state,) if isinstance(expected_state, str) else tuple(expected_state or ())
-        return self._change(job_id, state, expected)
+        fields: dict[str, bytes | str] = {}
+        if result is not NO_RESULT:
+            fields["result"] = encode_result(result)[0]
+        return self._change(job_id, state, expected, fields=fields)
 
     def _change(self, job_id: str, state: State, expected: Sequence[str] = (),
-                unless: Sequence[str] = ()) -> bool:
-        code, _, _ = self.storage.transition(transition_for(job_id, state, expected, unless=unless))
+                unless: Sequence[str] = (), fields: dict[str, bytes | str] | None = None) -> bool:
+        filters = pipeline()
+        elected: list[State] = []
+        if filters:
+            election = ElectStateContext(job_id, "", expected[0] if len(expected) == 1 else None, state)
+            state = run_election(filters, election)
+            elected, fields = election.elected, {**(fields or {}), **election.fields}
+        code, old, _ = self.storage.transition(
+            transition_for(job_id, state, expected, unless=unless, fields=fields, elected=elected))
+        if code == 1 and filters:
+            run_applied(filters, ApplyStateContext(job_id, "", old, state))
         return code == 1
+
+    # -- job parameters ------------------------------------------------------------
+
+    def set_job_param(self, job_id: str, name: str, value: Any) -> None:
+        """Stores a named parameter on a job (msgpack-encoded; shown in its details)."""
+        self.storage.redis.hset(self.storage.keys.job(job_id), PARAM_PREFIX + check_param_name(name),
+                                encode_value(name, value))
+
+    def get_job_param(self, job_id: str, name: str, default: Any = None) -> Any:
+        raw = self.storage.redis.hget(self.storage.keys.job(job_id), PARAM_PREFIX + name)
+        return default if raw is None else decode_value(raw)  # type: ignore[arg-type]
 
     def delete(self, job_id: str, reason: str = "Deleted by request") -> bool:
         """Deletes a job in any state but Deleted. A running job's outcome is then

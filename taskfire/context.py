@@ -41,11 +41,12 @@ class CancellationToken:
 
 
 class JobContext:
-    """The running job: its id, function, queue, attempt and cancellation token."""
+    """The running job: its id, function, queue, attempt, cancellation token and named
+    parameters."""
 
     def __init__(self, job_id: str, name: str, queue: str, attempt: int,
                  args: tuple[Any, ...], kwargs: dict[str, Any], worker_id: str,
-                 cancellation: CancellationToken | None = None) -> None:
+                 cancellation: CancellationToken | None = None, client: Any = None) -> None:
         self.id = job_id
         self.name = name
         self.queue = queue
@@ -54,6 +55,15 @@ class JobContext:
         self.kwargs = kwargs
         self.worker_id = worker_id
         self.cancellation = cancellation or CancellationToken()
+        self.client = client
+
+    def set_param(self, name: str, value: Any) -> None:
+        """Stores a named parameter on this job: it survives retries, and clients and
+        the dashboard see it (`get_job(id).params`)."""
+        self.client.set_job_param(self.id, name, value)
+
+    def get_param(self, name: str, default: Any = None) -> Any:
+        return self.client.get_job_param(self.id, name, default)
 
     def __repr__(self) -> str:
         return f"<JobContext {self.name} id={self.id} attempt={self.attempt}>"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, ParamSpec, T
 import msgspec
 
 from .errors import ConfigError
+from .filters import JobFilter
 from .payload import Binder
 from .retries import DEFAULT_RETRIES, ON_EXHAUSTED, RetryPolicy
 from .states import check_queue_name
@@ -55,8 +56,9 @@ class JobFunction(Generic[P, R]):
                  retries: int = DEFAULT_RETRIES, retry_delays: list[float] | None = None,
                  retry_on: tuple[type[BaseException], ...] = (Exception,),
                  on_exhausted: str = "fail", client: Taskfire | None = None,
-                 overrides: JobOptions = JobOptions()) -> None:
+                 overrides: JobOptions = JobOptions(), filters: tuple[JobFilter, ...] = ()) -> None:
         self.fn = fn
+        self.filters = filters
         self.name = name
         self.queue = check_queue_name(queue)
         self.retry_policy = RetryPolicy(retries, retry_delays, retry_on, on_exhausted)
@@ -91,7 +93,7 @@ class JobFunction(Generic[P, R]):
         copy = JobFunction(self.fn, self.name, queue=queue or self.queue, retries=policy.retries,
                            retry_delays=policy.delays, retry_on=policy.retry_on,
                            on_exhausted=policy.on_exhausted, client=client or self.client,
-                           overrides=overrides)
+                           overrides=overrides, filters=self.filters)
         return copy
 
     def _client(self) -> Taskfire:
@@ -133,13 +135,14 @@ def job(fn: Callable[P, R], /) -> JobFunction[P, R]: ...
 @overload
 def job(*, queue: str = "default", retries: int = DEFAULT_RETRIES, retry_delays: list[float] | None = None,
         retry_on: tuple[type[BaseException], ...] | type[BaseException] = Exception,
-        on_exhausted: str = "fail", name: str | None = None) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
+        on_exhausted: str = "fail", name: str | None = None,
+        filters: Iterable[JobFilter] = ()) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
 
 def job(fn: Callable[..., Any] | None = None, /, *, queue: str = "default", retries: int = DEFAULT_RETRIES,
         retry_delays: list[float] | None = None,
         retry_on: tuple[type[BaseException], ...] | type[BaseException] = Exception,
-        on_exhausted: str = "fail", name: str | None = None) -> Any:
+        on_exhausted: str = "fail", name: str | None = None, filters: Iterable[JobFilter] = ()) -> Any:
     """Registers a function as a job.
 
     queue          the queue it is enqueued to (lowercase letters, digits, '_', '-')
@@ -149,7 +152,11 @@ def job(fn: Callable[..., Any] | None = None, /, *, queue: str = "default", retr
     on_exhausted   "fail" keeps the job in Failed after its last retry; "delete" deletes it
     name           the stored name, if not "module:qualname" (keeps old jobs runnable
                    after a function moves)
+    filters        JobFilter objects for this job only (see taskfire.filters)
     """
+    filters = tuple(filters)
+    if not all(isinstance(f, JobFilter) for f in filters):
+        raise ConfigError(f"filters must be JobFilter objects, not {filters!r}")
     if isinstance(retry_on, type):
         retry_on = (retry_on,)
     if not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
@@ -164,7 +171,7 @@ def job(fn: Callable[..., Any] | None = None, /, *, queue: str = "default", retr
             raise ConfigError(f"{f.name} is already a job")
         jf: JobFunction[P, R] = JobFunction(
             f, name or job_name(f), queue=queue, retries=retries, retry_delays=retry_delays,
-            retry_on=tuple(retry_on), on_exhausted=on_exhausted)
+            retry_on=tuple(retry_on), on_exhausted=on_exhausted, filters=filters)
         registry[jf.name] = jf
         return jf
 

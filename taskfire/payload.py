@@ -115,3 +115,12 @@ class Binder:
             except TypeError:
                 pass  # a type msgspec cannot build: the decoded value is passed as is
         return bound.args, bound.kwargs
+
+
+def encode_value(name: str, value: Any) -> bytes:
+    """Encodes one named value (a job parameter), or raises TypeError naming it."""
+    try:
+        return _encoder.encode(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"job parameter {name!r} of type {type(value).__name__} cannot be stored "
+                        f"({exc}): use plain data") from None

@@ -7,6 +7,7 @@ import random
 from typing import Sequence
 
 from .errors import ConfigError, JobError
+from .filters import ElectStateContext, JobFilter
 from .states import Deleted, Enqueued, Failed, Scheduled, State
 
 DEFAULT_RETRIES = 10
@@ -61,3 +62,20 @@ class RetryPolicy:
                            exception_message=failed.exception_message,
                            exception_details=failed.exception_details), retry_count
         return failed, retry_count
+
+
+class AutomaticRetry(JobFilter):
+    """The built-in election filter: a failed run becomes a scheduled retry (or, after the
+    last one, stays Failed or is deleted), by the job's retry policy."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+
+    def on_state_election(self, ctx: ElectStateContext) -> None:
+        if not isinstance(ctx.candidate, Failed) or ctx.exception is None:
+            return
+        after, retries = self.policy.elect(ctx.candidate, ctx.exception, ctx.retry_count)
+        if after is not ctx.candidate:
+            ctx.elect(after)
+            if retries != ctx.retry_count:
+                ctx.fields["retries"] = str(retries)

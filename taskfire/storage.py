@@ -230,7 +230,10 @@ class Storage:
     def continue_job(self, kind: str, parent: str, on: str, job: NewJob) -> int:
         """Creates a continuation of a job or batch (see continue.lua): 1 created,
         0 created by an earlier try, -1 no such parent."""
-        args = [kind, parent, on, self.retention_s, self.index_cap, job.id, job.fn, job.args, job.queue, job.opts]
+        args: list[Any] = [kind, parent, on, self.retention_s, self.index_cap, job.id, job.fn, job.args,
+                           job.queue, job.opts, len(job.fields)]
+        for field, value in job.fields.items():
+            args += (field, value)
         for attempt in range(3):
             try:
                 return int(self._run_one(SCRIPTS["continue"], args))

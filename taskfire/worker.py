@@ -34,9 +34,11 @@ from .context import LEASE_LOST, SHUTDOWN, CancellationToken, JobContext, _curre
 from .errors import JobCancelled, UnknownJobError
 from .job import JobOptions, registry
 from .payload import decode_args, encode_result
-from .retries import RetryPolicy
+from .filters import (ApplyStateContext, ElectStateContext, JobFilter, PerformedContext, PerformingContext,
+                      pipeline, run_applied, run_election)
+from .retries import AutomaticRetry, RetryPolicy
 from .scheduler import RecurringScheduler
-from .states import PROCESSING, Enqueued, Failed, State, Succeeded
+from .states import PROCESSING, Deleted, Enqueued, Failed, State, Succeeded
 from .storage import TRANSIENT_ERRORS, FetchedJob, FetchRequest
 
 log = logging.getLogger("taskfire.worker")
@@ -234,6 +236,8 @@ class WorkerProcess:
                 backoff.wait(exc, self.exiting)
         backoff.ok()
         self._log_outcome(job, state, elected, code, old)
+        if code == 1:
+            self._applied(job, old, state)
         with self.lock:
             del self.held[job.id]
             if fetched and fetched.jobs:
@@ -243,10 +247,14 @@ class WorkerProcess:
 
     def _perform(self, job: FetchedJob, cancellation: CancellationToken
                  ) -> tuple[State, list[State], dict[str, bytes | str]]:
-        """Runs the job's function: (the state it ends in, states elected before it,
-        fields to store)."""
+        """Runs the job's function inside its filters: (the state it ends in, states
+        elected before it, fields to store)."""
         fn = registry.get(job.fn)
+        filters = pipeline(fn.filters) if fn is not None else pipeline()
         started = time.monotonic()
+        value: Any = None
+        error: BaseException | None = None
+        candidate: State | None = None
         try:
             if fn is None or fn.fn is None or fn.binder is None:
                 raise UnknownJobError(
@@ -255,25 +263,59 @@ class WorkerProcess:
                     f"with the module that defines it")
             args, kwargs = fn.binder.bind(fn.name, *decode_args(job.args))
             context = JobContext(job.id, job.fn, job.queue, job.retries + 1, args, kwargs,
-                                 self.id, cancellation)
-            token = _current.set(context)
-            try:
-                value = fn.fn(*args, **kwargs)
-            finally:
-                _current.reset(token)
-        except BaseException as exc:  # a job's failure, whatever it is, is recorded
-            if isinstance(exc, JobCancelled) and cancellation.reason == SHUTDOWN:
-                return Enqueued(front=True, reason="Requeued: the job stopped for its worker's shutdown"), [], {}
-            failed = failure(exc)
-            policy = _default_policy if fn is None else fn.policy_for(_stored_options(job))
-            after, retries = policy.elect(failed, exc, job.retries)
-            if after is failed:
-                return failed, [], {}
-            return after, [failed], {"retries": str(retries)}
-        duration = (time.monotonic() - started) * 1000
-        data, note = encode_result(value)
-        latency = max(0, job.fetched_ms - job.created_ms) if job.created_ms else None
-        return Succeeded(duration_ms=round(duration, 3), latency_ms=latency, result_error=note), [], {"result": data}
+                                 self.id, cancellation, self.client)
+            performing = PerformingContext(context)
+            entered: list[JobFilter] = []
+            for f in filters:
+                f.on_performing(performing)
+                entered.append(f)
+                if performing.cancelled is not None:
+                    candidate = Deleted(reason=f"Not run: {type(f).__name__} cancelled it: {performing.cancelled}")
+                    break
+            if candidate is None:
+                token = _current.set(context)
+                try:
+                    value = fn.fn(*args, **kwargs)
+                except BaseException as exc:  # a job's failure, whatever it is, is recorded
+                    error = exc
+                finally:
+                    _current.reset(token)
+                performed = PerformedContext(context, value, error)
+                for f in reversed(entered):
+                    f.on_performed(performed)
+                if performed.exception_handled:
+                    error, value = None, performed.result
+        except BaseException as exc:
+            error = exc
+        if isinstance(error, JobCancelled) and cancellation.reason == SHUTDOWN:
+            return Enqueued(front=True, reason="Requeued: the job stopped for its worker's shutdown"), [], {}
+        fields: dict[str, bytes | str] = {}
+        if candidate is None and error is not None:
+            candidate = failure(error)
+        elif candidate is None:
+            duration = (time.monotonic() - started) * 1000
+            data, note = encode_result(value)
+            latency = max(0, job.fetched_ms - job.created_ms) if job.created_ms else None
+            candidate = Succeeded(duration_ms=round(duration, 3), latency_ms=latency, result_error=note)
+            fields["result"] = data
+        policy = _default_policy if fn is None else fn.policy_for(_stored_options(job))
+        election = ElectStateContext(job.id, job.fn, PROCESSING, candidate, error, job.retries)
+        try:
+            state = run_election([AutomaticRetry(policy), *filters], election)
+        except Exception as exc:  # a broken election filter fails the job, visibly
+            election.elected.clear()
+            state = failure(exc)
+        return state, election.elected, {**fields, **election.fields}
+
+    def _applied(self, job: FetchedJob, old: str, state: State) -> None:
+        fn = registry.get(job.fn)
+        filters = pipeline(fn.filters) if fn is not None else pipeline()
+        if not filters:
+            return
+        try:
+            run_applied(filters, ApplyStateContext(job.id, job.fn, old, state))
+        except Exception:
+            log.exception("job %s (%s): a filter failed after its %s state was stored", job.id, job.fn, state.name)
 
     def _give_back(self, job: FetchedJob, reason: str) -> None:
         """Returns a held job to the front of its queue, if it is still ours."""

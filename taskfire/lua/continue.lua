@@ -4,7 +4,8 @@
 --
 -- ARGV  1 prefix, 2 parent kind ('job' or 'batch'), 3 parent id, 4 on ('succeeded': run
 --       only if the parent succeeded; 'finished': run whatever its outcome), 5 retention
---       in seconds, 6 index cap, then the job: 7 id, 8 fn, 9 args, 10 queue, 11 opts
+--       in seconds, 6 index cap, then the job: 7 id, 8 fn, 9 args, 10 queue, 11 opts,
+--       12 n, then n field/value pairs (job parameters)
 -- Keys  job:<id>, job:<id>:history, job/batch:<parent>(:continuations), state:awaiting,
 --       queue:<q>(:wake), queues
 -- Returns 1 created, 0 already created (a repeated call), -1 no such parent.
@@ -29,6 +30,7 @@ local now = now_ms()
 redis.call('HSET', jk, 'fn', fn, 'args', args, 'queue', queue, 'created', fmt(now),
   'parent', parent, 'parent_kind', kind, 'on', on)
 if opts ~= '' then redis.call('HSET', jk, 'opts', opts) end
+for i = 13, 12 + tonumber(ARGV[12]) * 2, 2 do redis.call('HSET', jk, ARGV[i], ARGV[i + 1]) end
 local waits_for = 'Waiting for ' .. describe(kind, parent) .. (on == 'finished' and ' to finish' or ' to succeed')
 redis.call('RPUSH', K.history(id), entry(now, 'Awaiting', waits_for, { parent = parent, on = on }))
 enter_state(id, 'Awaiting', now, {})
