@@ -240,6 +240,11 @@ class Taskfire:
             return None
         return build_job(job_id, fields, history, due, [c.decode() for c in continuations])
 
+    def job_ids_in_state(self, state: str, offset: int = 0, limit: int = 100) -> list[str]:
+        """Ids of jobs in a state (built-in or custom), newest first. Final states keep
+        the last 10,000 ids, and may list a job that has moved on since."""
+        return self.storage.job_ids_in_state(state, offset, limit)
+
     def queue_lengths(self) -> dict[str, int]:
         """Jobs waiting in each known queue (ids left by deleted jobs included)."""
         r = self.storage.redis

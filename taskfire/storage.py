@@ -243,6 +243,17 @@ class Storage:
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
+    def job_ids_in_state(self, state: str, offset: int, limit: int) -> list[str]:
+        """Newest first, from the state's index: a sorted set for states a job waits in,
+        a capped list for final ones."""
+        key = self.keys.state(state)
+        kind = self.redis.type(key)
+        if kind in (b"zset", "zset"):
+            ids = self.redis.zrevrange(key, offset, offset + limit - 1)
+        else:
+            ids = self.redis.lrange(key, offset, offset + limit - 1)
+        return [i.decode() for i in ids]  # type: ignore[union-attr]
+
     def read_batch(self, batch_id: str) -> dict[bytes, bytes]:
         return self.redis.hgetall(self.keys.batch(batch_id))  # type: ignore[return-value]
 

@@ -8,6 +8,7 @@ import time
 from datetime import datetime
 
 from taskfire import JobCancelled, current_job, job
+from taskfire.filters import JobFilter
 from taskfire.client import default_client
 
 
@@ -149,3 +150,92 @@ def sleeps_on_first_run(seconds: float) -> int:
 def record_fired(tag: str = "") -> None:
     """Notes the id of each run (recurring tests read each job's tick from it)."""
     _redis().rpush(_key("fired"), f"{tag}:{current_job().id}")
+
+
+@job(retries=0)
+def fails_until_fixed(tag: str = "") -> str:
+    """Fails for good (no retries) until the test sets the 'fixed' key; then succeeds."""
+    _redis().rpush(_key("order"), tag)
+    if not _redis().exists(_key("fixed")):
+        raise RuntimeError("not fixed yet")
+    return "fixed"
+
+
+@job
+def record_order(tag: str) -> None:
+    _redis().rpush(_key("order"), tag)
+
+
+class Recorder(JobFilter):
+    """Notes each hook it sees (for jobs named '...filtered...') in the test's Redis."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _note(self, hook: str, job_name: str) -> None:
+        if "filtered" in job_name:
+            _redis().rpush(_key("hooks"), f"{self.name}.{hook}")
+
+    def on_performing(self, ctx):
+        self._note("performing", ctx.job.name)
+
+    def on_performed(self, ctx):
+        self._note("performed", ctx.job.name)
+
+    def on_state_election(self, ctx):
+        self._note("election", ctx.job_name)
+
+    def on_state_applied(self, ctx):
+        self._note("applied", ctx.job_name)
+
+    def on_state_unapplied(self, ctx):
+        self._note("unapplied", ctx.job_name)
+
+
+class TagTenant(JobFilter):
+    def on_creating(self, ctx):
+        ctx.set_param("tenant", "acme")
+
+
+class Gatekeeper(JobFilter):
+    """Cancels runs whose first argument is 'blocked'; handles ValueError('ignore me')."""
+
+    def on_performing(self, ctx):
+        if ctx.job.args and ctx.job.args[0] == "blocked":
+            ctx.cancel("blocked by policy")
+
+    def on_performed(self, ctx):
+        if isinstance(ctx.exception, ValueError) and str(ctx.exception) == "ignore me":
+            ctx.exception_handled = True
+            ctx.result = "handled"
+
+
+_global_recorder = Recorder("global")
+
+
+def add_global_recorder() -> None:
+    from taskfire.filters import global_filters
+    if _global_recorder not in list(global_filters):
+        global_filters.add(_global_recorder)
+
+
+add_global_recorder()  # process-wide: the worker importing this module gets it too
+
+
+@job(filters=[Recorder("first"), Recorder("second"), TagTenant(), Gatekeeper()], retries=0)
+def filtered_job(action: str) -> str:
+    ctx = current_job()
+    if action == "raise":
+        raise ValueError("ignore me")
+    if action == "fail":
+        raise RuntimeError("real failure")
+    return f"ran for {ctx.get_param('tenant')}"
+
+
+@job(retries=1, retry_delays=[0])
+def remembers_across_retries() -> str:
+    ctx = current_job()
+    if ctx.attempt == 1:
+        ctx.set_param("progress", {"done": 40})
+        raise RuntimeError("first attempt fails")
+    return f"resumed from {ctx.get_param('progress')['done']}"

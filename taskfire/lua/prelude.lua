@@ -202,7 +202,9 @@ local function transition(id, old, state, now, entries, opts)
   local was_final = leave_state(id, old)
   for i = 1, #entries do
     table.insert(values, entries[i][2])
-    count(entries[i][1], now)
+    -- A replaced candidate is history, not an outcome: only a failure (which a retry
+    -- replaced) counts, so a run elected from Succeeded to WaitingAck is not counted twice.
+    if i == #entries or entries[i][1] == 'Failed' then count(entries[i][1], now) end
   end
   redis.call('RPUSH', hk, unpack(values))
   enter_state(id, state, now, opts)
