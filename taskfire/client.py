@@ -137,17 +137,17 @@ class Taskfire:
             jf.binder.check(jf.name, args, kwargs)
             signature = jf.binder.signature
         opts = b"" if jf.overrides == JobOptions() else _opts_encoder.encode(jf.overrides)
-        fields = dict(fields or {})
-        filters = pipeline(jf.filters)
+        filters = pipeline(jf.filters) if jf.filters or len(global_filters) else None
         creating = None
         if filters:
+            fields = dict(fields or {})
             creating = CreatingContext(jf.name, args, kwargs, jf.queue)
             run_creating(filters, creating)
             for name, value in creating.params.items():
                 fields[PARAM_PREFIX + check_param_name(name)] = encode_value(name, value)
         new = NewJob(id=new_job_id(), fn=jf.name, args=encode_args(jf.name, args, kwargs, signature),
-                     queue=jf.queue, opts=opts, due=due, fields=fields)
-        if creating is None:
+                     queue=jf.queue, opts=opts, due=due, fields=fields or {})
+        if creating is None or filters is None:
             return new, None
         done = CreatedContext(new.id, creating)
         return new, lambda: run_created(filters, done)

@@ -140,8 +140,11 @@ global_filters = FilterList()
 
 
 def pipeline(job_filters: tuple[JobFilter, ...] = ()) -> list[JobFilter]:
-    """The filters of one job, in order."""
-    return [*global_filters, *job_filters]
+    """The filters of one job, in order (an empty list costs next to nothing: the hot
+    paths skip every context object when there are no filters)."""
+    if not global_filters._filters:
+        return list(job_filters)
+    return [*global_filters._filters, *job_filters]
 
 
 def run_creating(filters: list[JobFilter], ctx: CreatingContext) -> None:

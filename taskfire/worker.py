@@ -264,14 +264,15 @@ class WorkerProcess:
             args, kwargs = fn.binder.bind(fn.name, *decode_args(job.args))
             context = JobContext(job.id, job.fn, job.queue, job.retries + 1, args, kwargs,
                                  self.id, cancellation, self.client)
-            performing = PerformingContext(context)
             entered: list[JobFilter] = []
-            for f in filters:
-                f.on_performing(performing)
-                entered.append(f)
-                if performing.cancelled is not None:
-                    candidate = Deleted(reason=f"Not run: {type(f).__name__} cancelled it: {performing.cancelled}")
-                    break
+            if filters:
+                performing = PerformingContext(context)
+                for f in filters:
+                    f.on_performing(performing)
+                    entered.append(f)
+                    if performing.cancelled is not None:
+                        candidate = Deleted(reason=f"Not run: {type(f).__name__} cancelled it: {performing.cancelled}")
+                        break
             if candidate is None:
                 token = _current.set(context)
                 try:
@@ -280,11 +281,12 @@ class WorkerProcess:
                     error = exc
                 finally:
                     _current.reset(token)
-                performed = PerformedContext(context, value, error)
-                for f in reversed(entered):
-                    f.on_performed(performed)
-                if performed.exception_handled:
-                    error, value = None, performed.result
+                if entered:
+                    performed = PerformedContext(context, value, error)
+                    for f in reversed(entered):
+                        f.on_performed(performed)
+                    if performed.exception_handled:
+                        error, value = None, performed.result
         except BaseException as exc:
             error = exc
         if isinstance(error, JobCancelled) and cancellation.reason == SHUTDOWN:
@@ -298,6 +300,8 @@ class WorkerProcess:
             latency = max(0, job.fetched_ms - job.created_ms) if job.created_ms else None
             candidate = Succeeded(duration_ms=round(duration, 3), latency_ms=latency, result_error=note)
             fields["result"] = data
+        if not filters and error is None:
+            return candidate, [], fields  # nothing to elect: the common case, kept cheap
         policy = _default_policy if fn is None else fn.policy_for(_stored_options(job))
         election = ElectStateContext(job.id, job.fn, PROCESSING, candidate, error, job.retries)
         try:

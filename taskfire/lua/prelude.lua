@@ -210,7 +210,8 @@ local function transition(id, old, state, now, entries, opts)
   enter_state(id, state, now, opts)
   local before, after = outcome(old, was_final), outcome(state, opts.final)
   if before ~= after then
-    local batch, conts = unpack(redis.call('HMGET', K.job(id), 'batch', 'conts'))
+    local batch, conts = opts.batch, opts.conts  -- read already by apply_change
+    if batch == nil then batch, conts = unpack(redis.call('HMGET', K.job(id), 'batch', 'conts')) end
     if batch or conts then follow_up('job', id, before, after, batch or nil, now) end
   end
 end
@@ -341,7 +342,7 @@ local function apply_change(a, now)
   local nentries = tonumber(ARGV[a + 12 + nfields * 2])
   local after = a + 13 + nfields * 2 + nentries * 2
   local jk = K.job(id)
-  local old, lease, queue = unpack(redis.call('HMGET', jk, 'state', 'lease', 'queue'))
+  local old, lease, queue, batch, conts = unpack(redis.call('HMGET', jk, 'state', 'lease', 'queue', 'batch', 'conts'))
   if not old then return 0, '', after end
   local function among(set) return string.find(set, ',' .. old .. ',', 1, true) ~= nil end
   if (ARGV[a + 1] ~= '' and not among(ARGV[a + 1])) or (ARGV[a + 2] ~= '' and among(ARGV[a + 2])) then
@@ -372,6 +373,7 @@ local function apply_change(a, now)
   transition(id, old, state, now, entries, {
     queue = queue, front = ARGV[a + 6] == '1', due = due, fields = fields,
     final = ARGV[a + 8] == '1', retention = tonumber(ARGV[a + 9]), cap = tonumber(ARGV[a + 10]),
+    batch = batch, conts = conts,
   })
   return 1, old, after
 end
