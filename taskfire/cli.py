@@ -1,4 +1,4 @@
-"""The `taskfire` command: worker, up, job, recurring, stats."""
+"""The `taskfire` command: worker, up, job, jobs, queue, server, recurring, stats."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import traceback
+from datetime import datetime, timezone
 from typing import Any, Sequence
 
 import redis
@@ -204,6 +205,64 @@ def cmd_recurring(args: argparse.Namespace) -> int:
     return 0 if done or args.action == "remove" else 1
 
 
+def cmd_queue(args: argparse.Namespace) -> int:
+    tf = Taskfire(args.redis_url, prefix=args.prefix)
+    if args.action == "list":
+        before = {q.name: q for q in tf.queues.list()}
+        time.sleep(args.sample)
+        now = datetime.now(timezone.utc)
+        print(f"{'queue':<24}{'length':>9}  {'state':<8}{'oldest':>10}{'in/s':>9}{'out/s':>9}")
+        for q in tf.queues.list():
+            b = before.get(q.name, q)
+            age = f"{(now - q.oldest_enqueued_at).total_seconds():.1f}s" if q.oldest_enqueued_at else "-"
+            print(f"{q.name:<24}{q.length:>9}  {'paused' if q.paused else 'active':<8}{age:>10}"
+                  f"{(q.jobs_in - b.jobs_in) / args.sample:>9.1f}{(q.jobs_out - b.jobs_out) / args.sample:>9.1f}")
+        return 0
+    if not args.names:
+        raise ConfigError(f"queue {args.action} needs a queue name")
+    if args.action in ("pause", "resume"):
+        for name in args.names:
+            changed = tf.queues.pause(name) if args.action == "pause" else tf.queues.resume(name)
+            print(f"{name}: {args.action}d" if changed else f"{name}: already {args.action}d")
+        return 0
+    if args.action == "move":
+        if len(args.names) != 2:
+            raise ConfigError("queue move needs two names: FROM TO")
+        r = tf.queues.move(*args.names)
+        print(f"moved {r.changed} job(s) from {args.names[0]} to {args.names[1]} in {r.calls} call(s)")
+        return 0
+    for name in args.names:
+        r = tf.queues.purge(name)
+        print(f"{name}: purged {r.changed} job(s) in {r.calls} call(s)")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    tf = Taskfire(args.redis_url, prefix=args.prefix)
+    act = tf.requeue_all if args.action == "requeue" else tf.delete_all
+    t0 = time.perf_counter()
+    r = act(args.state, function=args.function, exception=args.exception, queue=args.queue)
+    print(f"{args.action}d {r.changed} {args.state} job(s) (looked at {r.looked_at}) in {r.calls} "
+          f"call(s), {time.perf_counter() - t0:.2f} s")
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    tf = Taskfire(args.redis_url, prefix=args.prefix)
+    if args.action == "quiet":
+        if not args.id:
+            raise ConfigError("server quiet needs the server's id (see: taskfire server list)")
+        done = tf.quiet_server(args.id)
+        print(f"{args.id}: asked to go quiet" if done else f"no server {args.id!r}")
+        return 0 if done else 1
+    now = tf.storage.server_time_ms()
+    for s in tf.servers():
+        age = (now - int(s.get("heartbeat", now))) / 1000
+        print(f"{s['id']}  host={s.get('host')} pid={s.get('pid')} queues={s.get('queues')} "
+              f"{s.get('processes')}x{s.get('threads')} state={s.get('state', 'running')} heartbeat {age:.1f}s ago")
+    return 0
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     tf = Taskfire(args.redis_url, prefix=args.prefix)
     r, k = tf.storage.redis, tf.storage.keys
@@ -254,6 +313,28 @@ def parser() -> argparse.ArgumentParser:
     rc.add_argument("--env", default=None, help="sync: the file's environment section to apply [TASKFIRE_ENVIRONMENT]")
     connection(rc)
     rc.set_defaults(run=cmd_recurring)
+
+    q = sub.add_parser("queue", help="list, pause, resume, move or purge queues")
+    q.add_argument("action", choices=("list", "pause", "resume", "move", "purge"))
+    q.add_argument("names", nargs="*", help="queue name(s); move takes FROM TO")
+    q.add_argument("--sample", type=float, default=1.0, help="list: seconds over which in/out rates are measured")
+    connection(q)
+    q.set_defaults(run=cmd_queue)
+
+    jb = sub.add_parser("jobs", help="requeue or delete every job in a state (optionally filtered)")
+    jb.add_argument("action", choices=("requeue", "delete"))
+    jb.add_argument("--state", default="Failed", help="the jobs' state (default Failed)")
+    jb.add_argument("--function", default=None, help="only jobs of this function (module:name)")
+    jb.add_argument("--exception", default=None, help="only jobs that failed with this exception type")
+    jb.add_argument("--queue", default=None, help="only jobs of this queue")
+    connection(jb)
+    jb.set_defaults(run=cmd_jobs)
+
+    sv = sub.add_parser("server", help="list servers, or quiet one before a deploy")
+    sv.add_argument("action", choices=("list", "quiet"))
+    sv.add_argument("id", nargs="?")
+    connection(sv)
+    sv.set_defaults(run=cmd_server)
 
     s = sub.add_parser("stats", help="queue lengths and counters")
     connection(s)

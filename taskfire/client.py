@@ -20,8 +20,9 @@ from .filters import (ApplyStateContext, CreatedContext, CreatingContext, ElectS
 from .payload import decode_value, encode_result, encode_value
 from .records import PARAM_PREFIX, Job, build_job
 from .batches import Batch, BatchBuilder, build_batch
+from .queues import BulkResult, Queues, bulk_by_state
 from .recurring import RecurringJobs
-from .states import DELETED, Deleted, Enqueued, Scheduled, State, check_queue_name
+from .states import DELETED, Deleted, Enqueued, Failed, Scheduled, State, check_queue_name
 from .storage import NewJob, Storage, Transition
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -86,6 +87,7 @@ class Taskfire:
         self.prefix = prefix if prefix is not None else os.environ.get("TASKFIRE_PREFIX", DEFAULT_PREFIX)
         self.storage = Storage(url, self.prefix, retention_s=int(seconds))
         self.recurring = RecurringJobs(self)
+        self.queues = Queues(self)
         _default = self
 
     def close(self) -> None:
@@ -282,6 +284,30 @@ class Taskfire:
             run_applied(filters, ApplyStateContext(job_id, "", old, state))
         return code == 1
 
+    # -- operators ------------------------------------------------------------------
+
+    def requeue_all(self, state: str = "Failed", *, function: str | None = None,
+                    exception: str | None = None, queue: str | None = None) -> BulkResult:
+        """Requeues every job in `state` (by default Failed), or only those of one
+        function ("module:name"), exception type (as shown in the job, e.g.
+        "TimeoutError" or "myapp.errors.SyncError") or queue."""
+        return bulk_by_state(self, "requeue", state, function, exception, queue)
+
+    def delete_all(self, state: str, *, function: str | None = None, exception: str | None = None,
+                   queue: str | None = None) -> BulkResult:
+        """Deletes every job in `state` (not Enqueued: see `tf.queues.purge`), with the
+        same filters as `requeue_all`."""
+        return bulk_by_state(self, "delete", state, function, exception, queue)
+
+    def servers(self) -> list[dict[str, str]]:
+        """Every live server: id, host, pid, queues, processes, threads, state, heartbeat."""
+        return self.storage.servers()
+
+    def quiet_server(self, server_id: str) -> bool:
+        """Asks a server to finish its running jobs and take no new ones (it does so at
+        its next heartbeat); False if there is no such server."""
+        return self.storage.request_quiet(server_id)
+
     # -- job parameters ------------------------------------------------------------
 
     def set_job_param(self, job_id: str, name: str, value: Any) -> None:
@@ -318,6 +344,8 @@ def transition_for(job_id: str, state: State, expected: Sequence[str] = (), *,
     elif isinstance(state, Scheduled):
         due = state.due_arg()
     entries = [(s.name, s.entry()) for s in (*elected, state)]
+    if isinstance(state, Failed) and state.exception_type:  # what bulk actions filter on
+        fields = {**(fields or {}), "error_type": state.exception_type}
     return Transition(job_id=job_id, state=state.name, entries=entries, expected=tuple(expected),
                       unless=tuple(unless), token=token, queue=queue, front=front, due=due, final=state.final,
                       fields=fields or {})

@@ -17,6 +17,17 @@ from .states import check_queue_name
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+def parse_queue_spec(spec: str) -> tuple[str, int | None]:
+    """"critical" -> ("critical", None); "critical:5" -> ("critical", 5)."""
+    name, sep, weight = spec.partition(":")
+    check_queue_name(name)
+    if not sep:
+        return name, None
+    if not weight.isdigit() or int(weight) < 1 or int(weight) > 1000:
+        raise ConfigError(f"queue {spec!r}: the weight after ':' must be a whole number from 1 to 1000")
+    return name, int(weight)
+
+
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     modules: tuple[str, ...] = ()
     redis_url: str = DEFAULT_URL
@@ -40,10 +51,14 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if not self.queues:
             raise ConfigError("a worker needs at least one queue")
-        for q in self.queues:
-            check_queue_name(q)
-        if len(set(self.queues)) != len(self.queues):
+        specs = [parse_queue_spec(q) for q in self.queues]
+        names = [name for name, _ in specs]
+        if len(set(names)) != len(names):
             raise ConfigError(f"a queue is listed twice in {','.join(self.queues)}")
+        weighted = [w is not None for _, w in specs]
+        if any(weighted) and not all(weighted):
+            raise ConfigError(f"queues {','.join(self.queues)}: give every queue a weight "
+                              f"(critical:5,default:3,low:1) or none (strict order)")
         if self.name and not _NAME.match(self.name):
             raise ConfigError(f"server name {self.name!r}: use up to 64 letters, digits, '.', '_' or '-'")
         for field in ("processes", "threads"):
@@ -59,6 +74,10 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError("shutdown_timeout and max_recoveries must not be negative")
 
     @property
+    def queue_names(self) -> tuple[str, ...]:
+        return tuple(parse_queue_spec(q)[0] for q in self.queues)
+
+    @property
     def server_name(self) -> str:
         return self.name or socket.gethostname().split(".")[0] or "taskfire"
 
@@ -68,7 +87,8 @@ HELP = {
     "modules": "modules whose @job functions this worker runs",
     "redis_url": "Redis URL (redis://, rediss://, or 'embedded')",
     "prefix": "prefix of every Redis key",
-    "queues": "queues to take jobs from, highest priority first (comma-separated)",
+    "queues": "queues to take jobs from: strict priority order (critical,default,low) or "
+              "weighted (critical:5,default:3,low:1)",
     "processes": "worker processes",
     "threads": "jobs run at once in each process",
     "name": "server name shown to operators (default: host name)",

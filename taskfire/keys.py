@@ -16,6 +16,8 @@ class Keys:
         self.servers = prefix + "servers"
         self.recurring = prefix + "recurring"
         self.recurring_wake = prefix + "recurring:wake"
+        self.paused = prefix + "paused-queues"
+        self.queue_stats = prefix + "queue-stats"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"

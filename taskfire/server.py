@@ -3,7 +3,9 @@
 It registers itself in Redis (host, pid, queues, processes, threads, heartbeat), forks
 the worker processes, replaces any that die, and beats every `heartbeat_interval`; the
 heartbeat also removes servers that stopped beating. On SIGTERM or SIGINT it tells its
-workers to stop gracefully; a second signal tells them to stop at once.
+workers to stop gracefully; a second signal tells them to stop at once. On SIGTSTP, or
+when an operator asks (`taskfire server quiet ID`), it goes quiet before a deploy: running
+jobs finish, no new job is taken, no dead process is replaced, until it is stopped.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ log = logging.getLogger("taskfire.server")
 CRASH_WINDOW = 2.0
 
 
-def _run_worker_process(config: WorkerConfig, worker_id: str) -> None:
+def _run_worker_process(config: WorkerConfig, worker_id: str, quiet: Any) -> None:
     from .worker import WorkerProcess
-    code = WorkerProcess(config, worker_id).run()
+    code = WorkerProcess(config, worker_id, quiet).run()
     logging.shutdown()
     os._exit(code)  # threads still running a job are ended with the process
 
@@ -56,10 +58,16 @@ class Server:
         self.slots = [Slot(i) for i in range(config.processes)]
         self.started_ms = int(time.time() * 1000)
         self._context = multiprocessing.get_context("fork")
+        self.quiet_event = self._context.Event()  # shared with the worker processes
+
+    @property
+    def quiet(self) -> bool:
+        return self.quiet_event.is_set()
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTSTP, lambda signum, frame: self._go_quiet("SIGTSTP received"))
         log.info("server %s: %d process(es) x %d thread(s) on queues %s", self.id,
                  self.config.processes, self.config.threads, ",".join(self.config.queues))
         next_beat = 0.0
@@ -100,10 +108,11 @@ class Server:
             log.warning("server %s: worker process %d (pid %s) ended with %s after %.1f s; replacing it",
                         self.id, slot.index, p.pid, how, lived)
             slot.process = None
-        if now < slot.restart_at:
-            return
+        if now < slot.restart_at or self.quiet:
+            return  # a quiet server replaces no process: it is on its way out
         worker_id = f"{self.id}/{slot.index}"
-        slot.process = self._context.Process(target=_run_worker_process, args=(self.config, worker_id),
+        slot.process = self._context.Process(target=_run_worker_process,
+                                             args=(self.config, worker_id, self.quiet_event),
                                              name=f"taskfire-worker-{slot.index}", daemon=False)
         slot.process.start()
         slot.started = now
@@ -113,17 +122,34 @@ class Server:
         facts = {
             "host": socket.gethostname(), "pid": str(os.getpid()), "name": self.config.server_name,
             "queues": ",".join(self.config.queues), "processes": str(self.config.processes),
+            "state": "quiet" if self.quiet else ("stopping" if self.stop_requested.is_set() else "running"),
             "threads": str(self.config.threads), "started": str(self.started_ms), "workers": pids,
         }
         try:
-            _, dead = self.storage.heartbeat(self.id, int(self.config.server_timeout * 1000), facts)
+            _, dead, quiet_requested = self.storage.heartbeat(self.id, int(self.config.server_timeout * 1000), facts)
         except TRANSIENT_ERRORS as exc:
             log.warning("server %s: heartbeat failed (%s)", self.id, exc)
             return False
+        if quiet_requested and not self.quiet:
+            self._go_quiet("an operator asked")
+            return False  # beat again soon, to show the quiet state
         for other in dead:
             log.warning("server %s: server %s stopped beating and was removed; its jobs are "
                         "requeued as their leases lapse", self.id, other)
         return True
+
+    def _go_quiet(self, why: str) -> None:
+        """Takes no new job from now on; running jobs finish. Until SIGTERM/SIGINT."""
+        if self.quiet:
+            return
+        log.info("server %s quiet (%s): finishing running jobs, taking no new ones", self.id, why)
+        self.quiet_event.set()
+        for slot in self.slots:  # end their idle waits so that they notice
+            if slot.process is not None:
+                try:
+                    self.storage.wake_worker(f"{self.id}/{slot.index}")
+                except TRANSIENT_ERRORS:
+                    pass
 
     def _signal_workers(self) -> None:
         for slot in self.slots:

@@ -8,6 +8,7 @@ again and only the refused calls are repeated, so nothing runs twice.
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
 import time
 from pathlib import Path
@@ -36,7 +37,8 @@ class Script:
 
 
 SCRIPTS = {name: Script(name) for name in ("create", "fetch", "transition", "finish", "extend", "heartbeat",
-                                           "recurring_claim", "recurring_fire", "continue", "batch_open")}
+                                           "recurring_claim", "recurring_fire", "continue", "batch_open",
+                                           "bulk")}
 
 
 class NewJob(msgspec.Struct, frozen=True):
@@ -292,7 +294,8 @@ class Storage:
         return args
 
     def _fetch_args(self, f: FetchRequest) -> list[Any]:
-        return [f.worker_id, f.max_jobs, f.lease_ms, f.recoveries_allowed, "1" if f.pass_wake else "0", *f.queues]
+        return [f.worker_id, f.max_jobs, f.lease_ms, f.recoveries_allowed, "1" if f.pass_wake else "0",
+                random.randint(1, 2**31 - 2), *f.queues]
 
     def transition(self, t: Transition, then_fetch: FetchRequest | None = None) -> tuple[int, str, Fetch | None]:
         """Applies a state change; with `then_fetch`, also fetches, in the same script call.
@@ -422,14 +425,74 @@ class Storage:
         states = pipe.execute() if hashes else []
         return [(h, s or None) for h, s in zip(hashes, states, strict=True)]
 
+    # -- operators ------------------------------------------------------------------
+
+    def bulk(self, action: str, limit: int, *args: Any) -> tuple[int, int, int]:
+        """One slice of an operator's action (see bulk.lua): (changed, looked at, next offset)."""
+        changed, looked, offset = self._run_one(SCRIPTS["bulk"], [action, limit, self.retention_s,
+                                                                  self.index_cap, *args])
+        return int(changed), int(looked), int(offset)
+
+    def queue_facts(self) -> list[tuple[str, int, bool, bytes | None, int, int]]:
+        """Per known queue: (name, length, paused, oldest job id, jobs in, jobs out)."""
+        names = sorted(n.decode() for n in self.redis.smembers(self.keys.queues))  # type: ignore[union-attr]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.smembers(self.keys.paused)
+        pipe.hgetall(self.keys.queue_stats)
+        for n in names:
+            pipe.llen(self.keys.queue(n))
+            pipe.lindex(self.keys.queue(n), -1)
+        paused, stats, *rest = pipe.execute()
+        paused = {p.decode() for p in paused}
+        stats = {k.decode(): int(v) for k, v in stats.items()}
+        return [(n, int(rest[i * 2]), n in paused, rest[i * 2 + 1], stats.get(f"{n}:in", 0), stats.get(f"{n}:out", 0))
+                for i, n in enumerate(names)]
+
+    def set_paused(self, queue: str, paused: bool) -> bool:
+        """Pauses or resumes a queue; False if it was so already. Resuming wakes idle workers."""
+        pipe = self.redis.pipeline(transaction=True)
+        if paused:
+            pipe.sadd(self.keys.paused, queue)
+        else:
+            pipe.srem(self.keys.paused, queue)
+            pipe.lpush(self.keys.wake(queue), "1")
+            pipe.ltrim(self.keys.wake(queue), 0, 0)
+        return bool(pipe.execute()[0])
+
+    def queue_known(self, queue: str) -> bool:
+        return bool(self.redis.sismember(self.keys.queues, queue))
+
     # -- servers -------------------------------------------------------------------
 
-    def heartbeat(self, server_id: str, timeout_ms: int, facts: dict[str, str]) -> tuple[int, list[str]]:
+    def heartbeat(self, server_id: str, timeout_ms: int, facts: dict[str, str]) -> tuple[int, list[str], bool]:
+        """Records the server's facts: (now, servers found dead, quiet requested)."""
         args: list[Any] = [server_id, timeout_ms]
         for k, v in facts.items():
             args += (k, v)
-        now, dead = self._run_one(SCRIPTS["heartbeat"], args)
-        return int(now), [d.decode() for d in dead]
+        now, dead, quiet = self._run_one(SCRIPTS["heartbeat"], args)
+        return int(now), [d.decode() for d in dead], bool(quiet)
+
+    def servers(self) -> list[dict[str, str]]:
+        """Every live server's facts, with its id."""
+        ids = [i.decode() for i in self.redis.zrange(self.keys.servers, 0, -1)]  # type: ignore[union-attr]
+        pipe = self.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.hgetall(self.keys.server(i))
+        out = []
+        for i, h in zip(ids, pipe.execute(), strict=True):
+            if h:
+                out.append({"id": i, **{k.decode(): v.decode() for k, v in h.items()}})
+        return out
+
+    def request_quiet(self, server_id: str) -> bool:
+        key = self.keys.server(server_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.exists(key)
+        pipe.hsetnx(key, "quiet_request", "1")
+        exists, _ = pipe.execute()
+        if not exists:
+            self.redis.delete(key)  # hsetnx made an empty server record: take it back
+        return bool(exists)
 
     def remove_server(self, server_id: str) -> None:
         pipe = self.redis.pipeline(transaction=False)

@@ -75,9 +75,10 @@ class Held:
 
 
 class WorkerProcess:
-    def __init__(self, config: WorkerConfig, worker_id: str) -> None:
+    def __init__(self, config: WorkerConfig, worker_id: str, quiet: Any = None) -> None:
         self.config = config
         self.id = worker_id
+        self.quiet = quiet if quiet is not None else threading.Event()  # set: take no new job
         self.client = Taskfire(config.redis_url, prefix=config.prefix, retention=config.retention)
         self.storage = self.client.storage
         self.lease_ms = int(config.lease_timeout * 1000)
@@ -89,7 +90,7 @@ class WorkerProcess:
         self.idle = config.threads
         self.handoff: queue.SimpleQueue[FetchedJob | None] = queue.SimpleQueue()
         self.wake_keys = [self.storage.keys.worker_wake(worker_id)] + [
-            self.storage.keys.wake(q) for q in config.queues]
+            self.storage.keys.wake(q) for q in config.queue_names]
 
     def request(self, max_jobs: int, pass_wake: bool = True) -> FetchRequest:
         return FetchRequest(self.id, self.config.queues, max_jobs, self.lease_ms,
@@ -176,6 +177,9 @@ class WorkerProcess:
                 free = self.idle
             if self.stopping.is_set():
                 return
+            if self.quiet.is_set():
+                log.info("worker %s quiet: taking no new jobs", self.id)
+                return
             try:
                 batch = self.storage.fetch(self.request(free))
                 backoff.ok()
@@ -222,7 +226,7 @@ class WorkerProcess:
         state, elected, fields = self._perform(job, held.cancellation)
         held.finishing = True
         # The next job for this thread only: waking others is the fetch loop's business.
-        then_fetch = None if self.stopping.is_set() else self.request(1, pass_wake=False)
+        then_fetch = None if self.stopping.is_set() or self.quiet.is_set() else self.request(1, pass_wake=False)
         transition = transition_for(job.id, state, (PROCESSING,), token=job.token,
                                     fields=fields, elected=elected)
         backoff = Backoff(f"worker {self.id} finishing {job.id}")

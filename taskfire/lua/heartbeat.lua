@@ -5,7 +5,8 @@
 -- ARGV  1 prefix, 2 server id, 3 server timeout in ms, then field/value pairs describing
 --       the server (host, pid, queues, ...)
 -- Keys  servers, server:<id>
--- Returns {now, ids of the servers found dead}
+-- Returns {now, ids of the servers found dead, 1 if an operator asked this server to
+-- quiet (take no new jobs) else 0}
 
 local now = now_ms()
 local timeout = tonumber(ARGV[3])
@@ -15,9 +16,10 @@ redis.call('HSET', sk, 'heartbeat', fmt(now))
 for i = 4, #ARGV, 2 do redis.call('HSET', sk, ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', sk, timeout * 2)
 
+local quiet = redis.call('HGET', sk, 'quiet_request') and 1 or 0
 local dead = redis.call('ZRANGEBYSCORE', K.servers, '-inf', now - timeout)
 for _, id in ipairs(dead) do
   redis.call('ZREM', K.servers, id)
   redis.call('DEL', K.server(id))
 end
-return { now, dead }
+return { now, dead, quiet }

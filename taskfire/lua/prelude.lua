@@ -20,6 +20,8 @@
 --   queue:<q>           list   job ids, pushed left, popped right (FIFO)
 --   queue:<q>:wake      list   at most one token; idle workers block on it
 --   queues              set    every queue name ever used
+--   paused-queues       set    queues no worker takes from until resumed
+--   queue-stats         hash   <q>:in, <q>:out: jobs that entered and left each queue
 --   schedule            zset   delayed jobs and retries, score = due time
 --   processing          zset   running jobs, score = lease deadline
 --   state:<name>        final states: capped list, newest first; other states: zset by time
@@ -43,6 +45,8 @@ local K = {
   processing = PREFIX .. 'processing',
   servers = PREFIX .. 'servers',
   recurring = PREFIX .. 'recurring',
+  paused = PREFIX .. 'paused-queues',
+  queue_stats = PREFIX .. 'queue-stats',
 }
 function K.recurring_job(id) return PREFIX .. 'recurring-job:' .. id end
 function K.batch(id) return PREFIX .. 'batch:' .. id end
@@ -89,6 +93,7 @@ end
 local function push(q, id, front)
   if front then redis.call('RPUSH', K.queue(q), id) else redis.call('LPUSH', K.queue(q), id) end
   redis.call('SADD', K.queues, q)
+  redis.call('HINCRBY', K.queue_stats, q .. ':in', 1)
   wake(q)
 end
 
@@ -404,7 +409,8 @@ local function timekeeping(now, recoveries_allowed)
         local data = { exception_type = 'taskfire.WorkerLost', worker = owner, recoveries = n,
           exception_message = 'its worker stopped renewing the lease ' .. n .. ' times (killed or cut off from Redis)' }
         transition(id, state, 'Failed', now,
-          { { 'Failed', entry(now, 'Failed', 'Abandoned: its worker was lost ' .. n .. ' times', data) } }, {})
+          { { 'Failed', entry(now, 'Failed', 'Abandoned: its worker was lost ' .. n .. ' times', data) } },
+          { fields = { 'error_type', 'taskfire.WorkerLost' } })
       else
         local data = { queue = queue, worker = owner, recoveries = n }
         transition(id, state, 'Enqueued', now,
@@ -417,46 +423,101 @@ local function timekeeping(now, recoveries_allowed)
   end
 end
 
--- Takes up to `max` jobs in strict queue order, moving each to Processing under a lease.
+-- Takes the next job of queue q for a worker, moving it to Processing under a lease.
+-- Returns 'empty', 'stale' (an id left behind by a job deleted or moved since), or the
+-- job's reply values.
+local function take(q, worker, lease, now)
+  local id = redis.call('RPOP', K.queue(q))
+  if not id then return 'empty' end
+  local state, queue, fn, args, opts, retries, created, fetches = unpack(redis.call('HMGET', K.job(id),
+    'state', 'queue', 'fn', 'args', 'opts', 'retries', 'created', 'fetches'))
+  if state ~= 'Enqueued' or queue ~= q then return 'stale' end
+  fetches = (tonumber(fetches) or 0) + 1
+  local token = worker .. ':' .. fetches
+  transition(id, state, 'Processing', now,
+    { { 'Processing', entry(now, 'Processing', nil, { worker = worker }) } },
+    { token = token, lease = lease, fetches = fetches, created = created, origin = queue })
+  return { id, token, fn or '', args or '', q, opts or '', retries or '0', created or '0' }
+end
+
+-- The queues a worker asked for, less the paused ones: names in priority order, and
+-- their weights if it asked as "name:weight".
+local function fetchable(a)
+  local paused = {}
+  if redis.call('EXISTS', K.paused) == 1 then
+    for _, q in ipairs(redis.call('SMEMBERS', K.paused)) do paused[q] = true end
+  end
+  local names, weights = {}, {}
+  for i = a, #ARGV do
+    local name, weight = string.match(ARGV[i], '^([^:]+):(%d+)$')
+    name = name or ARGV[i]
+    if not paused[name] then
+      table.insert(names, name)
+      weights[#names] = tonumber(weight)
+    end
+  end
+  return names, weights
+end
+
+-- Takes up to `max` jobs, moving each to Processing under a lease: in strict queue
+-- order, or, when the queues carry weights, from the non-empty ones in proportion to
+-- their weights (a pseudo-random draw seeded by the caller). Paused queues are skipped.
 -- Reads from ARGV[a] on: worker id, max jobs, lease in ms, recoveries allowed, pass-wake
 -- ("1": when this worker is full and a queue still has jobs, leave a token for the next
--- idle worker), then the queue names in priority order to the end of ARGV.
+-- idle worker), a random seed (1 to 2^31-2), then the queues ("name" or "name:weight")
+-- in priority order to the end of ARGV.
 -- Returns {now, next wake-up (-1 if none; computed only when nothing was taken), n,
 --          then per job: id, lease token, fn, args, queue, opts, retries, created}
 local function fetch_jobs(a, now)
   local worker, max, lease = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   timekeeping(now, tonumber(ARGV[a + 3]))
+  local names, weights = fetchable(a + 6)
   local reply = { now, -1, 0 }
   local taken, skipped = 0, 0
-  for qi = a + 5, #ARGV do
-    local q = ARGV[qi]
-    local qk = K.queue(q)
-    while taken < max and skipped < MAX_SKIPPED do
-      local id = redis.call('RPOP', qk)
-      if not id then break end
-      local jk = K.job(id)
-      local state, queue, fn, args, opts, retries, created, fetches = unpack(redis.call('HMGET', jk,
-        'state', 'queue', 'fn', 'args', 'opts', 'retries', 'created', 'fetches'))
-      if state == 'Enqueued' and queue == q then
-        fetches = (tonumber(fetches) or 0) + 1
-        local token = worker .. ':' .. fetches
-        transition(id, state, 'Processing', now,
-          { { 'Processing', entry(now, 'Processing', nil, { worker = worker }) } },
-          { token = token, lease = lease, fetches = fetches, created = created, origin = queue })
-        for _, v in ipairs({ id, token, fn or '', args or '', q, opts or '', retries or '0', created or '0' }) do
-          table.insert(reply, v)
-        end
-        taken = taken + 1
-      else
-        skipped = skipped + 1  -- deleted, requeued elsewhere, expired: its id was left behind
+  local out = {}  -- jobs taken per queue, counted once per call
+  local function took(got)
+    if got == 'stale' then skipped = skipped + 1 return end
+    for _, v in ipairs(got) do table.insert(reply, v) end
+    taken = taken + 1
+    out[got[5]] = (out[got[5]] or 0) + 1
+  end
+  if weights[1] then
+    local seed = tonumber(ARGV[a + 5])
+    local open = {}  -- candidate indexes, dropped as their queues run dry
+    for i = 1, #names do open[i] = i end
+    while taken < max and skipped < MAX_SKIPPED and #open > 0 do
+      local total = 0
+      for _, i in ipairs(open) do total = total + weights[i] end
+      seed = (seed * 16807) % 2147483647  -- Park-Miller
+      local r = seed / 2147483647 * total
+      local pick = #open
+      for k, i in ipairs(open) do
+        r = r - weights[i]
+        if r < 0 then pick = k break end
+      end
+      local got = take(names[open[pick]], worker, lease, now)
+      if got == 'empty' then table.remove(open, pick) else took(got) end
+    end
+    if taken >= max and ARGV[a + 4] == '1' then
+      for _, i in ipairs(open) do
+        if redis.call('LLEN', K.queue(names[i])) > 0 then wake(names[i]) break end
       end
     end
-    if taken >= max then
-      if ARGV[a + 4] == '1' and redis.call('LLEN', qk) > 0 then wake(q) end
-      break
+  else
+    for _, q in ipairs(names) do
+      while taken < max and skipped < MAX_SKIPPED do
+        local got = take(q, worker, lease, now)
+        if got == 'empty' then break end
+        took(got)
+      end
+      if taken >= max then
+        if ARGV[a + 4] == '1' and redis.call('LLEN', K.queue(q)) > 0 then wake(q) end
+        break
+      end
     end
   end
   reply[3] = taken
+  for q, n in pairs(out) do redis.call('HINCRBY', K.queue_stats, q .. ':out', n) end
   if taken == 0 then
     local heads = { redis.call('ZRANGE', K.schedule, 0, 0, 'WITHSCORES'),
                     redis.call('ZRANGE', K.processing, 0, 0, 'WITHSCORES') }

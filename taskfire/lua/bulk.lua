@@ -1,0 +1,86 @@
+-- bulk.lua: an operator's action over many jobs, one bounded slice per call, so that no
+-- call holds Redis for long and none costs a round trip per job.
+--
+-- ARGV  1 prefix, 2 action, 3 limit (jobs looked at), 4 retention in seconds, 5 index cap,
+--       then per action:
+--   'requeue' | 'delete'  6 state, 7 offset into its index, 8 function ("" any),
+--                         9 exception type ("" any), 10 queue ("" any)
+--   'move'                6 from queue, 7 to queue
+--   'purge'               6 queue
+-- Keys  job:<id>(:history), queue:<q>(:wake), schedule, processing, state:<name>, stats
+-- Returns {jobs changed, jobs looked at, next offset (requeue/delete)}; looked at = 0
+-- means the action is done.
+
+local action, limit = ARGV[2], tonumber(ARGV[3])
+SETTINGS.retention, SETTINGS.cap = tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = now_ms()
+local changed, looked = 0, 0
+
+local function to_deleted(id, old, reason)
+  transition(id, old, 'Deleted', now, { { 'Deleted', entry(now, 'Deleted', reason, {}) } },
+    { final = true, retention = SETTINGS.retention, cap = SETTINGS.cap })
+end
+
+if action == 'move' or action == 'purge' then
+  local from = ARGV[6]
+  for _ = 1, limit do
+    local id = redis.call('RPOP', K.queue(from))
+    if not id then break end
+    looked = looked + 1
+    local state, queue = unpack(redis.call('HMGET', K.job(id), 'state', 'queue'))
+    if state == 'Enqueued' and queue == from then  -- else an id left behind: dropped
+      changed = changed + 1
+      if action == 'move' then
+        local to = ARGV[7]
+        transition(id, state, 'Enqueued', now,
+          { { 'Enqueued', entry(now, 'Enqueued', 'Moved from queue ' .. from .. ' by an operator', { queue = to }) } },
+          { queue = to })
+      else
+        to_deleted(id, state, 'Purged from queue ' .. from .. ' by an operator')
+      end
+    end
+  end
+  return { changed, looked, 0 }
+end
+
+-- requeue / delete: a slice of the state's index
+local state, offset = ARGV[6], tonumber(ARGV[7])
+local fn_filter, exc_filter, queue_filter = ARGV[8], ARGV[9], ARGV[10]
+local index, sorted
+if state == 'Scheduled' then index, sorted = K.schedule, true
+elseif state == 'Processing' then index, sorted = K.processing, true
+else
+  index = K.state(state)
+  sorted = redis.call('TYPE', index)['ok'] ~= 'list'
+end
+local ids
+if sorted then
+  ids = redis.call('ZRANGE', index, offset, offset + limit - 1)
+else
+  ids = redis.call('LRANGE', index, offset, offset + limit - 1)
+end
+local kept = 0  -- ids left in a sorted index, which the next slice must skip
+for _, id in ipairs(ids) do
+  looked = looked + 1
+  local current, fn, error_type, queue = unpack(redis.call('HMGET', K.job(id), 'state', 'fn', 'error_type', 'queue'))
+  if current == state and (fn_filter == '' or fn == fn_filter) and (exc_filter == '' or error_type == exc_filter)
+      and (queue_filter == '' or queue == queue_filter) then
+    changed = changed + 1
+    if action == 'requeue' then
+      transition(id, current, 'Enqueued', now,
+        { { 'Enqueued', entry(now, 'Enqueued', 'Requeued by an operator (bulk)', { queue = queue }) } },
+        { queue = queue })
+    else
+      to_deleted(id, current, 'Deleted by an operator (bulk)')
+    end
+  elseif current == state then
+    kept = kept + 1
+  elseif not current and sorted then
+    redis.call('ZREM', index, id)  -- expired or gone: tidy the index
+  elseif sorted then
+    kept = kept + 1
+  end
+end
+local next_offset
+if sorted then next_offset = offset + kept else next_offset = offset + looked end
+return { changed, looked, next_offset }

@@ -1,0 +1,112 @@
+"""Queue control and bulk actions for operators: pause, resume, move, purge; requeue or
+delete every job in a state. Each runs server-side in bounded slices (bulk.lua): no call
+holds Redis for long, and none costs a round trip per job.
+
+    tf.queues.pause("critical")          # keeps accepting jobs; no worker takes from it
+    tf.queues.resume("critical")         # idle workers wake at once
+    tf.queues.list()                     # length, paused, oldest job's age, jobs in/out
+    tf.queues.move("default", "low")     # every waiting job, in order
+    tf.queues.purge("low")               # every waiting job deleted
+    tf.requeue_all("Failed", function="myapp.jobs:sync", exception="TimeoutError")
+    tf.delete_all("Scheduled")
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, NamedTuple
+
+import msgspec
+
+from .errors import ConfigError
+from .records import from_ms
+from .states import ENQUEUED, check_queue_name
+
+if TYPE_CHECKING:
+    from .client import Taskfire
+
+#: Jobs one script call looks at.
+SLICE = 1000
+
+
+class BulkResult(NamedTuple):
+    changed: int     # jobs moved to their new state (or queue)
+    looked_at: int   # jobs examined
+    calls: int       # script calls (round trips) it took
+
+
+class QueueInfo(msgspec.Struct, frozen=True):
+    name: str
+    length: int                       # ids waiting (stale ones of deleted jobs included)
+    paused: bool
+    oldest_enqueued_at: datetime | None  # when the next job to run was created
+    jobs_in: int                      # jobs that entered the queue, ever
+    jobs_out: int                     # jobs workers took from it, ever
+
+
+def run_bulk(client: Taskfire, action: str, *args: str, offset: bool = False) -> BulkResult:
+    changed = looked = calls = 0
+    position = 0
+    while True:
+        slice_args = (*args[:1], str(position), *args[1:]) if offset else args
+        c, n, position = client.storage.bulk(action, SLICE, *slice_args)
+        changed, looked, calls = changed + c, looked + n, calls + 1
+        if n == 0:
+            return BulkResult(changed, looked, calls)
+
+
+def bulk_by_state(client: Taskfire, action: str, state: str, function: str | None,
+                  exception: str | None, queue: str | None) -> BulkResult:
+    if not isinstance(state, str) or not state:
+        raise ConfigError("name the state, e.g. 'Failed'")
+    state = state[0].upper() + state[1:]
+    if state == ENQUEUED:
+        raise ConfigError("jobs waiting in a queue are handled per queue: use tf.queues.purge() or move()")
+    return run_bulk(client, action, state, function or "", exception or "", queue or "", offset=True)
+
+
+class Queues:
+    """`tf.queues`: the queues under one client's prefix."""
+
+    def __init__(self, client: Taskfire) -> None:
+        self.client = client
+        self.storage = client.storage
+
+    def _known(self, name: str) -> str:
+        check_queue_name(name)
+        if not self.storage.queue_known(name):
+            raise ConfigError(f"unknown queue {name!r}: no job was ever enqueued to it")
+        return name
+
+    def list(self) -> list[QueueInfo]:
+        facts = self.storage.queue_facts()
+        oldest = {}
+        ids = [f[3].decode() for f in facts if f[3]]
+        if ids:
+            pipe = self.storage.redis.pipeline(transaction=False)
+            for i in ids:
+                pipe.hget(self.storage.keys.job(i), "created")
+            oldest = {i: int(c) for i, c in zip(ids, pipe.execute(), strict=True) if c}
+        return [QueueInfo(name, length, paused, from_ms(oldest.get(head.decode())) if head else None, jin, jout)
+                for name, length, paused, head, jin, jout in facts]
+
+    def pause(self, name: str) -> bool:
+        """Stops every worker taking from the queue (it keeps accepting jobs); False if it
+        was paused already."""
+        return self.storage.set_paused(self._known(name), True)
+
+    def resume(self, name: str) -> bool:
+        """Lets workers take from the queue again, waking idle ones at once."""
+        return self.storage.set_paused(self._known(name), False)
+
+    def move(self, source: str, target: str) -> BulkResult:
+        """Moves every job waiting in `source` to the back of `target`, oldest first."""
+        self._known(source)
+        check_queue_name(target)
+        if source == target:
+            raise ConfigError(f"cannot move queue {source!r} to itself")
+        return run_bulk(self.client, "move", source, target)
+
+    def purge(self, name: str) -> BulkResult:
+        """Deletes every job waiting in the queue (each with a reason in its history)."""
+        return run_bulk(self.client, "purge", self._known(name))
