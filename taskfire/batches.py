@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import msgspec
 
+from .errors import ConfigError
 from .job import JobFunction
 from .records import from_ms
 from .states import Scheduled
@@ -92,6 +93,8 @@ class BatchBuilder:
         if self.committed:
             raise RuntimeError(f"batch {self.id} is already committed")
         new, created = self.client._new_job(self.client._target(target), args, kwargs, due, {"batch": self.id})
+        if "unique" in new.fields:
+            raise ConfigError(f"{new.fn}: a batch member cannot be unique (a duplicate would never finish its batch)")
         self.jobs.append(new)
         if created:
             self.created.append(created)

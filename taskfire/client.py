@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import msgspec
 
+from .controls import JobControls
 from .errors import ConfigError
 from .job import JobFunction, JobOptions
 from .payload import encode_args
@@ -22,7 +23,8 @@ from .records import PARAM_PREFIX, Job, build_job
 from .batches import Batch, BatchBuilder, build_batch
 from .queues import BulkResult, Queues, bulk_by_state
 from .recurring import RecurringJobs
-from .states import DELETED, Deleted, Enqueued, Failed, Scheduled, State, check_queue_name
+from .states import (AWAITING, DELETED, ENQUEUED, SCHEDULED, Deleted, Enqueued, Failed, Scheduled, State,
+                     check_queue_name)
 from .storage import NewJob, Storage, Transition
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -33,6 +35,7 @@ _opts_encoder = msgspec.msgpack.Encoder()
 
 _default: Taskfire | None = None
 
+NO_CONTROLS = JobControls()
 #: `change_state(..., result=NO_RESULT)`: store no result.
 NO_RESULT: Any = object()
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
@@ -147,8 +150,11 @@ class Taskfire:
             run_creating(filters, creating)
             for name, value in creating.params.items():
                 fields[PARAM_PREFIX + check_param_name(name)] = encode_value(name, value)
-        new = NewJob(id=new_job_id(), fn=jf.name, args=encode_args(jf.name, args, kwargs, signature),
-                     queue=jf.queue, opts=opts, due=due, fields=fields or {})
+        encoded = encode_args(jf.name, args, kwargs, signature)
+        if jf.controls != NO_CONTROLS or jf.unique_key is not None:
+            fields = {**(fields or {}), **jf.controls.fields(jf.name, signature, args, kwargs, jf.unique_key, encoded)}
+        new = NewJob(id=new_job_id(), fn=jf.name, args=encoded, queue=jf.queue, opts=opts, due=due,
+                     fields=fields or {})
         if creating is None or filters is None:
             return new, None
         done = CreatedContext(new.id, creating)
@@ -157,7 +163,9 @@ class Taskfire:
     def enqueue(self, target: JobFunction[..., Any] | str, *args: Any, **kwargs: Any) -> str:
         """Stores a job in its queue for the next free worker; returns its id."""
         new, created = self._new_job(self._target(target), args, kwargs)
-        self.storage.create([new])
+        pending = self.storage.create([new]).get(new.id)
+        if pending is not None:
+            return pending  # a pending job holds its uniqueness key
         if created:
             created()
         return new.id
@@ -167,7 +175,9 @@ class Taskfire:
         """Stores a job to be enqueued at `when`: an aware datetime, a timedelta, or
         seconds from now (the Redis server's now)."""
         new, created = self._new_job(self._target(target), args, kwargs, Scheduled.when(when).due_arg())
-        self.storage.create([new])
+        pending = self.storage.create([new]).get(new.id)
+        if pending is not None:
+            return pending
         if created:
             created()
         return new.id
@@ -186,11 +196,11 @@ class Taskfire:
             else:
                 raise TypeError(f"enqueue_many takes tuples of positional or dicts of keyword "
                                 f"arguments, not {type(call).__name__}: {call!r}")
-        self.storage.create([new for new, _ in made])
-        for _, created in made:
-            if created:
+        pending = self.storage.create([new for new, _ in made])
+        for new, created in made:
+            if created and new.id not in pending:
                 created()
-        return [new.id for new, _ in made]
+        return [pending.get(new.id, new.id) for new, _ in made]
 
     # -- continuations and batches ---------------------------------------------------
 
@@ -237,10 +247,10 @@ class Taskfire:
 
     def get_job(self, job_id: str) -> Job | None:
         """The job's record, or None if there is no such job (or it expired)."""
-        fields, history, due, continuations = self.storage.read_job(job_id)
+        fields, history, due, continuations, log_lines = self.storage.read_job(job_id)
         if not fields:
             return None
-        return build_job(job_id, fields, history, due, [c.decode() for c in continuations])
+        return build_job(job_id, fields, history, due, [c.decode() for c in continuations], log_lines)
 
     def job_ids_in_state(self, state: str, offset: int = 0, limit: int = 100) -> list[str]:
         """Ids of jobs in a state (built-in or custom), newest first. Final states keep
@@ -323,6 +333,15 @@ class Taskfire:
         """Deletes a job in any state but Deleted. A running job's outcome is then
         discarded and its cancellation token fires."""
         return self._change(job_id, Deleted(reason=reason), unless=(DELETED,))
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancels a job. One that waits (Enqueued, Scheduled, Awaiting) is deleted at
+        once; a running one is asked to stop: its cancellation token fires within a
+        quarter of the lease, and if it stops (raises JobCancelled) it is Deleted; if it
+        ignores the request it runs on. False if the job is in none of those states."""
+        if self._change(job_id, Deleted(reason="Cancelled by request"), (ENQUEUED, SCHEDULED, AWAITING)):
+            return True
+        return self.storage.request_cancel(job_id)
 
     def requeue(self, job_id: str, reason: str = "Requeued by request") -> bool:
         """Enqueues a job again, from any state, to run from the start. Its retry count

@@ -45,6 +45,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     retention: float = 86400.0
     log_level: str = "INFO"
     scheduler: bool = True
+    async_limit: int = 1000
     recurring_file: str = ""
     environment: str = ""
 
@@ -61,7 +62,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
                               f"(critical:5,default:3,low:1) or none (strict order)")
         if self.name and not _NAME.match(self.name):
             raise ConfigError(f"server name {self.name!r}: use up to 64 letters, digits, '.', '_' or '-'")
-        for field in ("processes", "threads"):
+        for field in ("processes", "threads", "async_limit"):
             if getattr(self, field) < 1:
                 raise ConfigError(f"{field} must be at least 1")
         if not 0.5 <= self.idle_wait <= 8:
@@ -100,6 +101,7 @@ HELP = {
     "max_recoveries": "times a job may lose its worker (killed, cut off) before it fails",
     "retention": "seconds Succeeded and Deleted jobs are kept",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "async_limit": "async jobs run at once in each process (on its event loop)",
     "scheduler": "fire due recurring jobs from this worker's processes (true or false)",
     "recurring_file": "TOML file of recurring jobs, synced when the server starts",
     "environment": "the environment whose section of the recurring file applies (e.g. dev, prod)",

@@ -4,28 +4,49 @@ from __future__ import annotations
 
 import threading
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Callable
 
 from .errors import JobCancelled
 
 SHUTDOWN = "shutdown"
 LEASE_LOST = "lease lost"
+TIMEOUT = "timeout"
+CANCELLED = "cancelled by request"
+
+#: Longest log line kept, and log lines kept per job (the oldest go first).
+LOG_LINE_LIMIT = 2000
+LOG_LINES_KEPT = 1000
 
 
 class CancellationToken:
-    """Set when the job should stop early: its worker is shutting down, or the job was
-    requeued, deleted or taken over while it ran ("lease lost"). Long jobs should check
-    it between steps; a job that raises `JobCancelled` on shutdown goes back to its queue.
-    """
+    """Set when the job should stop early: its worker is shutting down, the job was
+    requeued, deleted or taken over while it ran ("lease lost"), it ran past its timeout,
+    or someone called `tf.cancel(job_id)`. Long jobs should check it between steps. A job
+    that raises `JobCancelled` goes back to its queue on shutdown, fails with JobTimeout
+    after its timeout, and is deleted when cancelled by request."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason: str | None = None
+        self._callbacks: list[Callable[[], object]] = []
+        self._lock = threading.Lock()
 
     def cancel(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self._event.set()
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def on_cancel(self, callback: Callable[[], object]) -> None:
+        """Calls `callback` when the token fires (at once if it has)."""
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
 
     @property
     def is_cancelled(self) -> bool:
@@ -64,6 +85,19 @@ class JobContext:
 
     def get_param(self, name: str, default: Any = None) -> Any:
         return self.client.get_job_param(self.id, name, default)
+
+    def progress(self, done: float, total: float | None = None) -> None:
+        """Reports progress: a fraction (0.42), or `done` of `total` items. Shown in the
+        job's details while it runs, and kept after."""
+        if total is not None and total <= 0:
+            raise ValueError("progress total must be > 0")
+        fraction = done / total if total is not None else done
+        self.client.storage.set_progress(self.id, {"done": done, "total": total, "fraction": round(fraction, 6)})
+
+    def log(self, line: str) -> None:
+        """Appends a line to the job's log (the last 1,000 lines are kept, each up to
+        2,000 characters), shown in its details."""
+        self.client.storage.append_log(self.id, str(line)[:LOG_LINE_LIMIT], LOG_LINES_KEPT)
 
     def __repr__(self) -> str:
         return f"<JobContext {self.name} id={self.id} attempt={self.attempt}>"

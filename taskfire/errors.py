@@ -29,3 +29,7 @@ class JobCancelled(TaskfireError):
     A job cancelled because its worker is shutting down is returned to its queue, not
     failed.
     """
+
+
+class JobTimeout(TaskfireError):
+    """A job ran longer than its timeout. Retries apply, as to any failure."""

@@ -6,11 +6,13 @@ only functions registered here by importing the modules it was given.
 
 from __future__ import annotations
 
+import inspect
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, ParamSpec, TypeVar, overload
 
 import msgspec
 
+from .controls import JobControls
 from .errors import ConfigError
 from .filters import JobFilter
 from .payload import Binder
@@ -33,6 +35,7 @@ class JobOptions(msgspec.Struct, frozen=True, omit_defaults=True):
     retries: int | None = None
     retry_delays: list[float] | None = None
     on_exhausted: str | None = None
+    timeout: float | None = None
 
 
 def job_name(fn: Callable[..., Any]) -> str:
@@ -56,15 +59,20 @@ class JobFunction(Generic[P, R]):
                  retries: int = DEFAULT_RETRIES, retry_delays: list[float] | None = None,
                  retry_on: tuple[type[BaseException], ...] = (Exception,),
                  on_exhausted: str = "fail", client: Taskfire | None = None,
-                 overrides: JobOptions = JobOptions(), filters: tuple[JobFilter, ...] = ()) -> None:
+                 overrides: JobOptions = JobOptions(), filters: tuple[JobFilter, ...] = (),
+                 controls: JobControls = JobControls(), unique_key: str | None = None) -> None:
         self.fn = fn
         self.filters = filters
+        self.controls = controls
+        self.unique_key = unique_key
         self.name = name
         self.queue = check_queue_name(queue)
         self.retry_policy = RetryPolicy(retries, retry_delays, retry_on, on_exhausted)
         self.client = client
         self.overrides = overrides
         self.binder = Binder(fn) if fn is not None else None
+        self.is_async = inspect.iscoroutinefunction(fn)
+        controls.check(name, self.binder.signature if self.binder else None)
         if fn is not None:
             self.__doc__ = fn.__doc__
             self.__wrapped__ = fn
@@ -79,12 +87,18 @@ class JobFunction(Generic[P, R]):
 
     def options(self, *, queue: str | None = None, retries: int | None = None,
                 retry_delays: list[float] | None = None, on_exhausted: str | None = None,
+                timeout: float | None = None, unique_key: str | None = None,
                 client: Taskfire | None = None) -> JobFunction[P, R]:
-        """A copy that enqueues with these options (stored with each job it creates)."""
+        """A copy that enqueues with these options (stored with each job it creates).
+        `unique_key`: while a job with this key is pending, enqueueing returns its id."""
+        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ConfigError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+        if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
+            raise ConfigError(f"unique_key must be a non-empty string, not {unique_key!r}")
         overrides = msgspec.structs.replace(
             self.overrides,
             **{k: v for k, v in (("retries", retries), ("retry_delays", retry_delays),
-                                 ("on_exhausted", on_exhausted)) if v is not None})
+                                 ("on_exhausted", on_exhausted), ("timeout", timeout)) if v is not None})
         policy = RetryPolicy(  # validates the overrides now, not in the worker
             retries if retries is not None else self.retry_policy.retries,
             retry_delays if retry_delays is not None else self.retry_policy.delays,
@@ -93,7 +107,8 @@ class JobFunction(Generic[P, R]):
         copy = JobFunction(self.fn, self.name, queue=queue or self.queue, retries=policy.retries,
                            retry_delays=policy.delays, retry_on=policy.retry_on,
                            on_exhausted=policy.on_exhausted, client=client or self.client,
-                           overrides=overrides, filters=self.filters)
+                           overrides=overrides, filters=self.filters, controls=self.controls,
+                           unique_key=unique_key if unique_key is not None else self.unique_key)
         return copy
 
     def _client(self) -> Taskfire:
@@ -136,13 +151,19 @@ def job(fn: Callable[P, R], /) -> JobFunction[P, R]: ...
 def job(*, queue: str = "default", retries: int = DEFAULT_RETRIES, retry_delays: list[float] | None = None,
         retry_on: tuple[type[BaseException], ...] | type[BaseException] = Exception,
         on_exhausted: str = "fail", name: str | None = None,
-        filters: Iterable[JobFilter] = ()) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
+        filters: Iterable[JobFilter] = (), timeout: float | None = None, mutex: str | None = None,
+        mutex_timeout: float = 600.0, concurrency: int | None = None, limit: tuple[str, int] | None = None,
+        rate: tuple[int, float] | None = None,
+        unique: str | bool | None = None) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
 
 def job(fn: Callable[..., Any] | None = None, /, *, queue: str = "default", retries: int = DEFAULT_RETRIES,
         retry_delays: list[float] | None = None,
         retry_on: tuple[type[BaseException], ...] | type[BaseException] = Exception,
-        on_exhausted: str = "fail", name: str | None = None, filters: Iterable[JobFilter] = ()) -> Any:
+        on_exhausted: str = "fail", name: str | None = None, filters: Iterable[JobFilter] = (),
+        timeout: float | None = None, mutex: str | None = None, mutex_timeout: float = 600.0,
+        concurrency: int | None = None, limit: tuple[str, int] | None = None,
+        rate: tuple[int, float] | None = None, unique: str | bool | None = None) -> Any:
     """Registers a function as a job.
 
     queue          the queue it is enqueued to (lowercase letters, digits, '_', '-')
@@ -153,7 +174,12 @@ def job(fn: Callable[..., Any] | None = None, /, *, queue: str = "default", retr
     name           the stored name, if not "module:qualname" (keeps old jobs runnable
                    after a function moves)
     filters        JobFilter objects for this job only (see taskfire.filters)
+    timeout, mutex, mutex_timeout, concurrency, limit, rate, unique
+                   job controls: see taskfire.controls
     """
+    controls = JobControls(timeout=timeout, mutex=mutex, mutex_timeout=mutex_timeout, concurrency=concurrency,
+                           limit=tuple(limit) if limit is not None else None,  # type: ignore[arg-type]
+                           rate=tuple(rate) if rate is not None else None, unique=unique)  # type: ignore[arg-type]
     filters = tuple(filters)
     if not all(isinstance(f, JobFilter) for f in filters):
         raise ConfigError(f"filters must be JobFilter objects, not {filters!r}")
@@ -171,7 +197,7 @@ def job(fn: Callable[..., Any] | None = None, /, *, queue: str = "default", retr
             raise ConfigError(f"{f.name} is already a job")
         jf: JobFunction[P, R] = JobFunction(
             f, name or job_name(f), queue=queue, retries=retries, retry_delays=retry_delays,
-            retry_on=tuple(retry_on), on_exhausted=on_exhausted, filters=filters)
+            retry_on=tuple(retry_on), on_exhausted=on_exhausted, filters=filters, controls=controls)
         registry[jf.name] = jf
         return jf
 

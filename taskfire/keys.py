@@ -48,6 +48,9 @@ class Keys:
         """A worker process's private wake-up list: pushing to it ends its idle wait."""
         return f"{self.prefix}worker:{worker_id}:wake"
 
+    def log(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:log"
+
     def batch(self, batch_id: str) -> str:
         return f"{self.prefix}batch:{batch_id}"
 

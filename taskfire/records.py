@@ -40,6 +40,19 @@ class HistoryEntry(msgspec.Struct, frozen=True):
     due: datetime | None = None
 
 
+class LogLine(msgspec.Struct, frozen=True):
+    at: datetime
+    line: str
+
+
+class _RawLogLine(msgspec.Struct):
+    at: int
+    line: str
+
+
+_log_decoder = msgspec.json.Decoder(_RawLogLine)
+
+
 class Job(msgspec.Struct, frozen=True):
     """A job's record: what to run, where it is now, and how it got there."""
 
@@ -68,6 +81,8 @@ class Job(msgspec.Struct, frozen=True):
     continuations: list[str] = []        # jobs still awaiting this one
     batch_id: str | None = None
     params: dict[str, Any] = {}          # named parameters set on the job
+    progress: dict[str, Any] | None = None  # {"done", "total", "fraction"} as last reported
+    log: list[LogLine] = []              # lines the job wrote with ctx.log(...)
 
     @property
     def is_final(self) -> bool:
@@ -97,7 +112,8 @@ def _param_value(raw: bytes) -> Any:
         return raw  # written by hand: shown as it is
 
 def build_job(job_id: str, fields: dict[bytes, bytes], raw_history: list[bytes],
-              due_ms: float | None, continuations: list[str] | None = None) -> Job:
+              due_ms: float | None, continuations: list[str] | None = None,
+              log_lines: list[bytes] | None = None) -> Job:
     f = {k.decode(): v for k, v in fields.items()}
     history = []
     for raw in raw_history:
@@ -143,4 +159,6 @@ def build_job(job_id: str, fields: dict[bytes, bytes], raw_history: list[bytes],
         parent_id=text("parent"), parent_kind=text("parent_kind"), continue_on=text("on"),
         continuations=continuations or [], batch_id=text("batch"),
         params={k[len(PARAM_PREFIX):]: _param_value(v) for k, v in f.items() if k.startswith(PARAM_PREFIX)},
+        progress=msgspec.json.decode(f["progress"]) if "progress" in f else None,
+        log=[LogLine(at=from_ms(r.at), line=r.line) for r in map(_log_decoder.decode, log_lines or [])],  # type: ignore[arg-type]
     )

@@ -263,23 +263,30 @@ class Storage:
         ids: list[bytes] = self.redis.lrange(self.keys.batch_jobs(batch_id), start, stop)  # type: ignore[assignment]
         return [i.decode() for i in ids]
 
-    def create(self, jobs: Sequence[NewJob], chunk: int = 500) -> None:
+    def create(self, jobs: Sequence[NewJob], chunk: int = 500) -> dict[str, str]:
         """Creates jobs in chunks of one script call each, all in one round trip.
+        Returns {id: id of the pending job holding its uniqueness key} for the jobs not
+        created for that reason.
 
         Creating is idempotent per id, so the client's own retry after a dropped
         connection is safe here."""
         calls = self._create_calls(jobs, chunk)
         if len(calls) > 1:
-            self._run(calls)
-            return
-        for attempt in range(3):
-            try:
-                self._run_one(*calls[0])
-                return
-            except TRANSIENT_ERRORS:
-                if attempt == 2:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+            replies = self._run(calls)
+        else:
+            for attempt in range(3):
+                try:
+                    replies = [self._run_one(*calls[0])]
+                    break
+                except TRANSIENT_ERRORS:
+                    if attempt == 2:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
+        duplicates: dict[str, str] = {}
+        for n, reply in enumerate(replies):
+            for i in range(1, len(reply), 2):
+                duplicates[jobs[n * chunk + int(reply[i]) - 1].id] = reply[i + 1].decode()
+        return duplicates
 
     def _transition_args(self, t: Transition) -> list[Any]:
         args: list[Any] = [
@@ -312,11 +319,38 @@ class Storage:
     def fetch(self, request: FetchRequest) -> Fetch:
         return _parse_fetch(self._run_one(SCRIPTS["fetch"], self._fetch_args(request)))
 
-    def extend_leases(self, lease_ms: int, leases: Iterable[tuple[str, str]]) -> list[str]:
+    def extend_leases(self, lease_ms: int, leases: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
+        """Renews leases: (ids no longer held, ids someone asked to cancel)."""
         args: list[Any] = [lease_ms]
         for job_id, token in leases:
             args += (job_id, token)
-        return [i.decode() for i in self._run_one(SCRIPTS["extend"], args)]
+        lost, cancel = self._run_one(SCRIPTS["extend"], args)
+        return [i.decode() for i in lost], [i.decode() for i in cancel]
+
+    def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        self.redis.hset(self.keys.job(job_id), "progress", msgspec.json.encode(progress))
+
+    def append_log(self, job_id: str, line: str, keep: int) -> None:
+        entry = msgspec.json.encode({"at": int(time.time() * 1000), "line": line})
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.rpush(self.keys.log(job_id), entry)
+        pipe.ltrim(self.keys.log(job_id), -keep, -1)
+        pipe.execute()
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Flags a running job for cancellation; False if it is not running."""
+        key = self.keys.job(job_id)
+        with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.hget(key, "state") != b"Processing":
+                    return False
+                pipe.multi()
+                pipe.hset(key, "cancel", "1")
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return self.request_cancel(job_id)
 
     def wait_for_work(self, keys: Sequence[str], timeout: float) -> bool:
         """Blocks until a wake-up token arrives on one of `keys` or `timeout` passes."""
@@ -325,14 +359,15 @@ class Storage:
     def wake_worker(self, worker_id: str) -> None:
         self.redis.lpush(self.keys.worker_wake(worker_id), "1")
 
-    def read_job(self, job_id: str) -> tuple[dict[bytes, bytes], list[bytes], float | None, list[bytes]]:
-        """The job hash, its history entries, its due time (if scheduled) and the ids of
-        the jobs awaiting it, in one trip."""
+    def read_job(self, job_id: str) -> tuple[dict[bytes, bytes], list[bytes], float | None, list[bytes], list[bytes]]:
+        """The job hash, its history entries, its due time (if scheduled), the ids of
+        the jobs awaiting it and its log, in one trip."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.job(job_id))
         pipe.lrange(self.keys.history(job_id), 0, -1)
         pipe.zscore(self.keys.schedule, job_id)
         pipe.lrange(self.keys.continuations("job", job_id), 0, -1)
+        pipe.lrange(self.keys.log(job_id), 0, -1)
         return tuple(pipe.execute())  # type: ignore[return-value]
 
     # -- recurring jobs --------------------------------------------------------------

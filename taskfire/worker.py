@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import queue
@@ -30,8 +31,8 @@ import msgspec
 from .backoff import Backoff
 from .client import Taskfire, transition_for
 from .config import WorkerConfig
-from .context import LEASE_LOST, SHUTDOWN, CancellationToken, JobContext, _current
-from .errors import JobCancelled, UnknownJobError
+from .context import CANCELLED, LEASE_LOST, SHUTDOWN, TIMEOUT, CancellationToken, JobContext, _current
+from .errors import JobCancelled, JobTimeout, UnknownJobError
 from .job import JobOptions, registry
 from .payload import decode_args, encode_result
 from .filters import (ApplyStateContext, ElectStateContext, JobFilter, PerformedContext, PerformingContext,
@@ -42,6 +43,9 @@ from .states import PROCESSING, Deleted, Enqueued, Failed, State, Succeeded
 from .storage import TRANSIENT_ERRORS, FetchedJob, FetchRequest
 
 log = logging.getLogger("taskfire.worker")
+
+#: Seconds a job past its timeout gets to stop after its cancellation token fires.
+TIMEOUT_GRACE = 1.0
 
 #: Longest traceback kept with a failure; longer ones keep their start and end.
 DETAILS_LIMIT = 16_000
@@ -65,13 +69,15 @@ def failure(exc: BaseException) -> Failed:
 class Held:
     """A job this process fetched and holds a lease on, until its outcome is stored."""
 
-    __slots__ = ("job", "cancellation", "lost", "finishing")
+    __slots__ = ("job", "cancellation", "lost", "finishing", "deadline", "timed_out")
 
     def __init__(self, job: FetchedJob) -> None:
         self.job = job
         self.cancellation = CancellationToken()
         self.lost = False
         self.finishing = False  # its outcome is being stored, which ends the lease
+        self.deadline: float | None = None  # monotonic time its timeout ends
+        self.timed_out: float | None = None  # when its cancellation token was fired for it
 
 
 class WorkerProcess:
@@ -89,6 +95,8 @@ class WorkerProcess:
         self.lock = threading.Condition()
         self.idle = config.threads
         self.handoff: queue.SimpleQueue[FetchedJob | None] = queue.SimpleQueue()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.async_slots = threading.BoundedSemaphore(config.async_limit)
         self.wake_keys = [self.storage.keys.worker_wake(worker_id)] + [
             self.storage.keys.wake(q) for q in config.queue_names]
 
@@ -106,6 +114,7 @@ class WorkerProcess:
         self.fetcher = threading.Thread(target=self._fetch_loop, name="fetch", daemon=True)
         threads.append(self.fetcher)
         threads.append(threading.Thread(target=self._keep_leases, name="leases", daemon=True))
+        threads.append(threading.Thread(target=self._watch_timeouts, name="timeouts", daemon=True))
         if self.config.scheduler:
             scheduler = RecurringScheduler(self.storage, self.stopping, self.config.idle_wait, self.id)
             threads.append(threading.Thread(target=scheduler.run, name="scheduler", daemon=True))
@@ -223,10 +232,28 @@ class WorkerProcess:
         if self.stopping.is_set():
             self._give_back(job, "Requeued: its worker shut down before the job started")
             return None
-        state, elected, fields = self._perform(job, held.cancellation)
-        held.finishing = True
+        fn = registry.get(job.fn)
+        timeout = _stored_options(job).timeout or (fn.controls.timeout if fn else None)
+        if timeout:
+            held.deadline = time.monotonic() + timeout
+        if fn is not None and fn.is_async:
+            self.async_slots.acquire()  # at most `async_limit` async jobs at once
+            asyncio.run_coroutine_threadsafe(self._perform_async(job, held, fn, timeout), self._event_loop())
+            return None  # this thread is free again; the event loop finishes the job
+        state, elected, fields = self._perform(job, held.cancellation, timeout)
         # The next job for this thread only: waking others is the fetch loop's business.
-        then_fetch = None if self.stopping.is_set() or self.quiet.is_set() else self.request(1, pass_wake=False)
+        return self._finish(job, held, state, elected, fields, fetch_next=True)
+
+    def _finish(self, job: FetchedJob, held: Held, state: State, elected: list[State],
+                fields: dict[str, bytes | str], fetch_next: bool) -> FetchedJob | None:
+        """Stores a run's outcome (and takes the thread's next job in the same call)."""
+        with self.lock:
+            if held.finishing:
+                return None  # timed out, stored as such, and this process is being replaced
+            held.finishing = True
+        then_fetch = None
+        if fetch_next and not (self.stopping.is_set() or self.quiet.is_set()):
+            then_fetch = self.request(1, pass_wake=False)
         transition = transition_for(job.id, state, (PROCESSING,), token=job.token,
                                     fields=fields, elected=elected)
         backoff = Backoff(f"worker {self.id} finishing {job.id}")
@@ -243,13 +270,59 @@ class WorkerProcess:
         if code == 1:
             self._applied(job, old, state)
         with self.lock:
-            del self.held[job.id]
+            self.held.pop(job.id, None)
             if fetched and fetched.jobs:
                 self.held[fetched.jobs[0].id] = Held(fetched.jobs[0])
             self.lock.notify_all()
         return fetched.jobs[0] if fetched and fetched.jobs else None
 
-    def _perform(self, job: FetchedJob, cancellation: CancellationToken
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        """The process's event loop for async jobs, started on first use."""
+        with self.lock:
+            if self.loop is None:
+                self.loop = asyncio.new_event_loop()
+                threading.Thread(target=self.loop.run_forever, name="async-jobs", daemon=True).start()
+            return self.loop
+
+    async def _perform_async(self, job: FetchedJob, held: Held, fn: Any, timeout: float | None) -> None:
+        """Runs an async job on the event loop, many at once; its outcome is stored from
+        a thread, so the loop never waits for Redis."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            args, kwargs = fn.binder.bind(fn.name, *decode_args(job.args))
+            context = JobContext(job.id, job.fn, job.queue, job.retries + 1, args, kwargs,
+                                 self.id, held.cancellation, self.client)
+            _current.set(context)
+            task = asyncio.ensure_future(fn.fn(*args, **kwargs))
+            held.cancellation.on_cancel(lambda: loop.call_soon_threadsafe(task.cancel))
+            value = await task
+        except asyncio.CancelledError:
+            error = JobCancelled(f"job cancelled: {held.cancellation.reason}")
+        except BaseException as exc:
+            error = exc
+        cancellation = held.cancellation
+        filters = pipeline(fn.filters)
+        candidate: State | None = None
+        outcome: tuple[State, list[State], dict[str, bytes | str]]
+        if isinstance(error, JobCancelled) and cancellation.reason == SHUTDOWN:
+            outcome = (Enqueued(front=True, reason="Requeued: the job stopped for its worker's shutdown"), [], {})
+        else:
+            if cancellation.reason == TIMEOUT:
+                error = JobTimeout(f"ran longer than its timeout of {timeout:g} s")
+            elif isinstance(error, JobCancelled) and cancellation.reason == CANCELLED:
+                candidate = Deleted(reason="Cancelled by request: the job stopped")
+            outcome = self._elect(job, fn, filters, candidate, error, value, started)
+        try:
+            await loop.run_in_executor(None, self._finish, job, held, *outcome, False)
+        finally:
+            self.async_slots.release()
+            with self.lock:
+                self.lock.notify_all()
+
+    def _perform(self, job: FetchedJob, cancellation: CancellationToken, timeout: float | None = None
                  ) -> tuple[State, list[State], dict[str, bytes | str]]:
         """Runs the job's function inside its filters: (the state it ends in, states
         elected before it, fields to store)."""
@@ -295,6 +368,17 @@ class WorkerProcess:
             error = exc
         if isinstance(error, JobCancelled) and cancellation.reason == SHUTDOWN:
             return Enqueued(front=True, reason="Requeued: the job stopped for its worker's shutdown"), [], {}
+        if cancellation.reason == TIMEOUT:
+            error = JobTimeout(f"ran longer than its timeout of {timeout:g} s")
+        elif isinstance(error, JobCancelled) and cancellation.reason == CANCELLED:
+            candidate = Deleted(reason="Cancelled by request: the job stopped")
+        return self._elect(job, fn, filters, candidate, error, value, started)
+
+    def _elect(self, job: FetchedJob, fn: Any, filters: list[JobFilter], candidate: State | None,
+               error: BaseException | None, value: Any = None, started: float = 0.0
+               ) -> tuple[State, list[State], dict[str, bytes | str]]:
+        """The state a run ends in, through the election filters (retries first): (state,
+        states elected before it, fields to store)."""
         fields: dict[str, bytes | str] = {}
         if candidate is None and error is not None:
             candidate = failure(error)
@@ -314,6 +398,43 @@ class WorkerProcess:
             election.elected.clear()
             state = failure(exc)
         return state, election.elected, {**fields, **election.fields}
+
+    def _watch_timeouts(self) -> None:
+        """Fires the cancellation token of a job past its timeout; if the job has not
+        stopped TIMEOUT_GRACE seconds later, stores its failure and replaces this process
+        (Python cannot stop a thread), returning its other jobs to their queue."""
+        while not self.exiting.wait(0.1):
+            now = time.monotonic()
+            with self.lock:
+                due = [h for h in self.held.values()
+                       if h.deadline is not None and now >= h.deadline and not h.finishing]
+            for h in due:
+                if h.timed_out is None:
+                    h.timed_out = now
+                    h.cancellation.cancel(TIMEOUT)
+                    log.warning("job %s (%s) ran past its timeout: asking it to stop", h.job.id, h.job.fn)
+                elif now - h.timed_out >= TIMEOUT_GRACE:
+                    self._hard_stop(h)
+
+    def _hard_stop(self, h: Held) -> None:
+        with self.lock:
+            if h.finishing or self.held.get(h.job.id) is not h:
+                return
+            h.finishing = True  # whatever its thread stores later is discarded
+            del self.held[h.job.id]
+        fn = registry.get(h.job.fn)
+        filters = pipeline(fn.filters) if fn is not None else pipeline()
+        error = JobTimeout(f"ran longer than its timeout and did not stop within {TIMEOUT_GRACE:g} s "
+                           f"of being asked; its worker process was replaced")
+        state, elected, fields = self._elect(h.job, fn, filters, None, error)
+        try:
+            self.storage.transition(transition_for(h.job.id, state, (PROCESSING,), token=h.job.token,
+                                                   fields=fields, elected=elected))
+        except TRANSIENT_ERRORS as exc:
+            log.warning("job %s: its timeout could not be stored (%s); its lease will lapse", h.job.id, exc)
+        log.error("job %s (%s) ran past its timeout and ignored cancellation: replacing worker process %d; "
+                  "its other running jobs go back to their queue", h.job.id, h.job.fn, os.getpid())
+        self.stop("a job ran past its timeout")
 
     def _applied(self, job: FetchedJob, old: str, state: State) -> None:
         fn = registry.get(job.fn)
@@ -362,7 +483,7 @@ class WorkerProcess:
             if not leases:
                 continue
             try:
-                lost = self.storage.extend_leases(self.lease_ms, leases)
+                lost, cancel = self.storage.extend_leases(self.lease_ms, leases)
                 backoff.ok()
             except TRANSIENT_ERRORS as exc:
                 backoff.wait(exc, self.exiting)
@@ -374,6 +495,11 @@ class WorkerProcess:
                         h.lost = True
                         h.cancellation.cancel(LEASE_LOST)
                         log.warning("job %s was requeued, deleted or taken over while it ran", job_id)
+                for job_id in cancel:
+                    h = self.held.get(job_id)
+                    if h is not None and not h.cancellation.is_cancelled:
+                        h.cancellation.cancel(CANCELLED)
+                        log.info("job %s: cancellation requested", job_id)
 
 
 def _stored_options(job: FetchedJob) -> JobOptions:

@@ -239,3 +239,95 @@ def remembers_across_retries() -> str:
         ctx.set_param("progress", {"done": 40})
         raise RuntimeError("first attempt fails")
     return f"resumed from {ctx.get_param('progress')['done']}"
+
+
+# -- job controls --------------------------------------------------------------------
+
+
+@job(timeout=1, retries=0)
+def busy_loop(seconds: float) -> None:
+    """CPU-bound, never looks at its cancellation token: only a hard stop ends it."""
+    end = time.time() + seconds
+    n = 0
+    while time.time() < end:
+        n += 1
+
+
+@job(timeout=0.5, retries=1, retry_delays=[0])
+def slow_but_polite() -> str:
+    """Stops when asked (its timeout fires the token) on the first attempt only."""
+    ctx = current_job()
+    _redis().rpush(_key("attempts"), ctx.attempt)
+    if ctx.attempt == 1:
+        ctx.cancellation.wait(30)
+        ctx.cancellation.raise_if_cancelled()
+    return "second attempt in time"
+
+
+@job(retries=0)
+def until_cancelled() -> None:
+    ctx = current_job()
+    _redis().rpush(_key("started"), ctx.id)
+    while not ctx.cancellation.wait(0.05):
+        pass
+    ctx.cancellation.raise_if_cancelled()
+
+
+@job(retries=0)
+def ignores_cancellation(seconds: float) -> str:
+    _redis().rpush(_key("started"), current_job().id)
+    time.sleep(seconds)
+    return "ran to the end"
+
+
+@job(mutex="sync-{customer_id}", mutex_timeout=60)
+def sync_customer(customer_id: int, pause: float) -> None:
+    start = time.time()
+    time.sleep(pause)
+    _redis().rpush(_key(f"intervals:{customer_id}"), f"{start}:{time.time()}")
+
+
+@job(concurrency=2)
+def limited(pause: float) -> None:
+    r = _redis()
+    running = r.incr(_key("running"))
+    r.rpush(_key("peaks"), running)
+    time.sleep(pause)
+    r.decr(_key("running"))
+
+
+@job(rate=(5, 2))
+def rated() -> None:
+    _redis().rpush(_key("rated"), repr(time.time()))
+
+
+@job(unique="invoice-{invoice_id}")
+def send_invoice(invoice_id: int) -> None:
+    _redis().rpush(_key("invoices"), invoice_id)
+
+
+@job
+def import_rows(batches: int) -> str:
+    """Reports progress and logs each batch; waits for the test's go-ahead mid-way."""
+    ctx = current_job()
+    for i in range(batches):
+        ctx.progress(i + 1, batches)
+        ctx.log(f"imported batch {i + 1}")
+        if i == 1:
+            while not _redis().exists(_key("go")):
+                time.sleep(0.02)
+    return "imported"
+
+
+@job(retries=0)
+async def async_nap(seconds: float) -> str:
+    import asyncio
+    await asyncio.sleep(seconds)
+    _redis().incr(_key("naps"))
+    return f"napped as {current_job().id}"
+
+
+@job(timeout=0.5, retries=0)
+async def async_overslept() -> None:
+    import asyncio
+    await asyncio.sleep(30)

@@ -6,13 +6,18 @@
 --       due: "" to enqueue now, "+<ms>" for a delay from the server's now, "<ms>" for
 --       an absolute time
 -- Keys  job:<id>, queue:<q>, queue:<q>:wake, queues, schedule, batch:<id>:jobs
--- Returns the number of jobs created. An id that already exists is skipped: ids are
--- made by the caller, so a call repeated after a dropped connection creates nothing twice.
+-- Returns {created, then for each job not created because a pending job holds its
+-- uniqueness key: its position (1-based) and that job's id}. An id that already exists
+-- is skipped: ids are made by the caller, so a call repeated after a dropped connection
+-- creates nothing twice.
 
 local now = now_ms()
 local n = tonumber(ARGV[2])
 local created = 0
+local duplicates = {}
+local PENDING = { Enqueued = true, Scheduled = true, Processing = true, Awaiting = true }
 local base = 3
+local position = 0
 for _ = 1, n do
   local id, fn, args, queue, opts, due = ARGV[base], ARGV[base + 1], ARGV[base + 2],
     ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
@@ -20,8 +25,24 @@ for _ = 1, n do
   local extra = {}
   for i = base + 7, base + 6 + nextra * 2 do table.insert(extra, ARGV[i]) end
   base = base + 7 + nextra * 2
+  position = position + 1
   local jk = K.job(id)
-  if redis.call('EXISTS', jk) == 0 then
+  local holder = nil
+  for i = 1, #extra, 2 do
+    if extra[i] == 'unique' then
+      local uk = K.unique(extra[i + 1])
+      local other = redis.call('GET', uk)
+      if other and other ~= id and PENDING[redis.call('HGET', K.job(other), 'state') or ''] then
+        holder = other
+      else
+        redis.call('SET', uk, id)
+      end
+    end
+  end
+  if holder then
+    table.insert(duplicates, position)
+    table.insert(duplicates, holder)
+  elseif redis.call('EXISTS', jk) == 0 then
     created = created + 1
     redis.call('HSET', jk, 'fn', fn, 'args', args, 'queue', queue, 'created', fmt(now), unpack(extra))
     if opts ~= '' then redis.call('HSET', jk, 'opts', opts) end
@@ -38,4 +59,4 @@ for _ = 1, n do
     end
   end
 end
-return created
+return { created, unpack(duplicates) }

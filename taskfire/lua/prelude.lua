@@ -22,6 +22,11 @@
 --   queues              set    every queue name ever used
 --   paused-queues       set    queues no worker takes from until resumed
 --   queue-stats         hash   <q>:in, <q>:out: jobs that entered and left each queue
+--   limit:<name>        zset   jobs holding a concurrency limit or mutex, score = lease
+--   limit:<name>:waiters list  jobs waiting for it (Scheduled until it frees or they time out)
+--   rate:<name>         zset   recent starts of a rate-limited job, score = start time
+--   unique:<key>        string the pending job holding a uniqueness key
+--   job:<id>:log        list   log lines the job wrote (bounded)
 --   schedule            zset   delayed jobs and retries, score = due time
 --   processing          zset   running jobs, score = lease deadline
 --   state:<name>        final states: capped list, newest first; other states: zset by time
@@ -50,6 +55,11 @@ local K = {
 }
 function K.recurring_job(id) return PREFIX .. 'recurring-job:' .. id end
 function K.batch(id) return PREFIX .. 'batch:' .. id end
+function K.limit(name) return PREFIX .. 'limit:' .. name end
+function K.waiters(name) return PREFIX .. 'limit:' .. name .. ':waiters' end
+function K.rate(name) return PREFIX .. 'rate:' .. name end
+function K.unique(key) return PREFIX .. 'unique:' .. key end
+function K.log(id) return PREFIX .. 'job:' .. id .. ':log' end
 function K.batch_jobs(id) return PREFIX .. 'batch:' .. id .. ':jobs' end
 -- The jobs awaiting a parent: a job (kind 'job') or a batch (kind 'batch').
 function K.continuations(kind, id) return PREFIX .. kind .. ':' .. id .. ':continuations' end
@@ -112,11 +122,12 @@ local function leave_state(id, state)
     redis.call('ZREM', K.schedule, id)
   elseif state == 'Processing' then
     redis.call('ZREM', K.processing, id)
-    redis.call('HDEL', K.job(id), 'lease')
+    redis.call('HDEL', K.job(id), 'lease', 'cancel')
   elseif redis.call('PERSIST', K.job(id)) == 1 then
     -- Only final states carry a TTL. Their index is a capped list that keeps the stale
     -- id (readers skip it); removing it would cost a scan.
     redis.call('PERSIST', K.history(id))
+    redis.call('PERSIST', K.log(id))
     return true
   else
     redis.call('ZREM', K.state(state), id)
@@ -150,6 +161,7 @@ local function enter_state(id, state, now, opts)
     if opts.final then
       redis.call('EXPIRE', jk, opts.retention)
       redis.call('EXPIRE', K.history(id), opts.retention)
+      redis.call('EXPIRE', K.log(id), opts.retention)
       local index = K.state(state)
       redis.call('LPUSH', index, id)
       redis.call('LTRIM', index, 0, opts.cap - 1)
@@ -195,6 +207,7 @@ end
 local SETTINGS = { retention = 86400, cap = 10000 }
 
 local follow_up  -- below: a transition may release continuations, which transition
+local release_limit  -- below: leaving Processing frees a limit, which wakes a waiter
 
 -- Moves a job to a new state: the history entries (every elected candidate, last one
 -- the new state), the counters, and the structures of the old and new state; then, if
@@ -213,10 +226,16 @@ local function transition(id, old, state, now, entries, opts)
   end
   redis.call('RPUSH', hk, unpack(values))
   enter_state(id, state, now, opts)
+  if old == 'Processing' then
+    local limit = opts.limit  -- read already by apply_change
+    if limit == nil then limit = redis.call('HGET', K.job(id), 'limit') end
+    if limit then release_limit(limit, id, now) end
+  end
   local before, after = outcome(old, was_final), outcome(state, opts.final)
   if before ~= after then
-    local batch, conts = opts.batch, opts.conts  -- read already by apply_change
-    if batch == nil then batch, conts = unpack(redis.call('HMGET', K.job(id), 'batch', 'conts')) end
+    local batch, conts, unique = opts.batch, opts.conts, opts.unique  -- read already by apply_change
+    if batch == nil then batch, conts, unique = unpack(redis.call('HMGET', K.job(id), 'batch', 'conts', 'unique')) end
+    if unique and after and redis.call('GET', K.unique(unique)) == id then redis.call('DEL', K.unique(unique)) end
     if batch or conts then follow_up('job', id, before, after, batch or nil, now) end
   end
 end
@@ -347,7 +366,8 @@ local function apply_change(a, now)
   local nentries = tonumber(ARGV[a + 12 + nfields * 2])
   local after = a + 13 + nfields * 2 + nentries * 2
   local jk = K.job(id)
-  local old, lease, queue, batch, conts = unpack(redis.call('HMGET', jk, 'state', 'lease', 'queue', 'batch', 'conts'))
+  local old, lease, queue, batch, conts, unique, limit = unpack(redis.call('HMGET', jk,
+    'state', 'lease', 'queue', 'batch', 'conts', 'unique', 'limit'))
   if not old then return 0, '', after end
   local function among(set) return string.find(set, ',' .. old .. ',', 1, true) ~= nil end
   if (ARGV[a + 1] ~= '' and not among(ARGV[a + 1])) or (ARGV[a + 2] ~= '' and among(ARGV[a + 2])) then
@@ -378,7 +398,7 @@ local function apply_change(a, now)
   transition(id, old, state, now, entries, {
     queue = queue, front = ARGV[a + 6] == '1', due = due, fields = fields,
     final = ARGV[a + 8] == '1', retention = tonumber(ARGV[a + 9]), cap = tonumber(ARGV[a + 10]),
-    batch = batch, conts = conts,
+    batch = batch, conts = conts, unique = unique, limit = limit,
   })
   return 1, old, after
 end
@@ -423,15 +443,91 @@ local function timekeeping(now, recoveries_allowed)
   end
 end
 
+-- A job left Processing: its place under the limit is free, and the longest-waiting job
+-- still waiting for it goes to the front of its queue.
+release_limit = function(limit, id, now)
+  redis.call('ZREM', K.limit(limit), id)
+  while true do
+    local waiter = redis.call('LPOP', K.waiters(limit))
+    if not waiter then return end
+    local state, wants = unpack(redis.call('HMGET', K.job(waiter), 'state', 'limit'))
+    if state == 'Scheduled' and wants == limit then
+      local queue = redis.call('HGET', K.job(waiter), 'queue')
+      transition(waiter, state, 'Enqueued', now,
+        { { 'Enqueued', entry(now, 'Enqueued', limit .. ' is free', { queue = queue }) } },
+        { queue = queue, front = true })
+      return
+    end
+  end
+end
+
+-- Whether a job may start now under its concurrency limit (or mutex) and rate limit; if
+-- not, it waits as Scheduled: for the limit, until a holder leaves (or its wait times
+-- out); for the rate, until the oldest start in the window is a period old. A job whose
+-- limit wait timed out fails. Returns true if it may start (and holds its places).
+local function admit(id, f, now, lease)
+  local limit, rate = f.limit, f.rate
+  if limit then
+    local lk = K.limit(limit)
+    redis.call('ZREMRANGEBYSCORE', lk, '-inf', now)  -- holders whose worker died
+    if redis.call('ZCARD', lk) >= tonumber(f.limit_max) then
+      local since = tonumber(f.limit_since) or now
+      local timeout = tonumber(f.limit_timeout) or 600000
+      if now - since >= timeout then
+        local data = { exception_type = 'taskfire.LimitTimeout',
+          exception_message = 'waited ' .. math.floor((now - since) / 1000) .. ' s for ' .. limit }
+        transition(id, 'Enqueued', 'Failed', now,
+          { { 'Failed', entry(now, 'Failed', 'Gave up waiting for ' .. limit, data) } },
+          { fields = { 'error_type', 'taskfire.LimitTimeout' } })
+      else
+        local holder = redis.call('ZRANGE', lk, 0, 0)[1] or '?'
+        transition(id, 'Enqueued', 'Scheduled', now,
+          { { 'Scheduled', entry(now, 'Scheduled', 'Waiting for ' .. limit .. ' (held by job ' .. holder .. ')',
+              {}, since + timeout) } },
+          { due = since + timeout, fields = { 'limit_since', fmt(since) } })
+        redis.call('RPUSH', K.waiters(limit), id)
+      end
+      return false
+    end
+  end
+  if rate then
+    local rk = K.rate(rate)
+    local period = tonumber(f.rate_period)
+    redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - period)
+    if redis.call('ZCARD', rk) >= tonumber(f.rate_max) then
+      local oldest = tonumber(redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')[2])
+      local due = oldest + period
+      transition(id, 'Enqueued', 'Scheduled', now,
+        { { 'Scheduled', entry(now, 'Scheduled', 'Rate limit ' .. rate .. ': ' .. f.rate_max .. ' starts per '
+            .. (period / 1000) .. ' s', {}, due) } },
+        { due = due })
+      return false
+    end
+    redis.call('ZADD', rk, now, id .. ':' .. now)
+    redis.call('PEXPIRE', rk, period)
+  end
+  if limit then
+    redis.call('ZADD', K.limit(limit), now + lease, id)
+    redis.call('HDEL', K.job(id), 'limit_since')
+  end
+  return true
+end
+
 -- Takes the next job of queue q for a worker, moving it to Processing under a lease.
 -- Returns 'empty', 'stale' (an id left behind by a job deleted or moved since), or the
 -- job's reply values.
 local function take(q, worker, lease, now)
   local id = redis.call('RPOP', K.queue(q))
   if not id then return 'empty' end
-  local state, queue, fn, args, opts, retries, created, fetches = unpack(redis.call('HMGET', K.job(id),
-    'state', 'queue', 'fn', 'args', 'opts', 'retries', 'created', 'fetches'))
+  local state, queue, fn, args, opts, retries, created, fetches, limit, rate = unpack(redis.call('HMGET', K.job(id),
+    'state', 'queue', 'fn', 'args', 'opts', 'retries', 'created', 'fetches', 'limit', 'rate'))
   if state ~= 'Enqueued' or queue ~= q then return 'stale' end
+  if limit or rate then
+    local f = { limit = limit or nil, rate = rate or nil }
+    f.limit_max, f.limit_since, f.limit_timeout, f.rate_max, f.rate_period = unpack(redis.call('HMGET', K.job(id),
+      'limit_max', 'limit_since', 'limit_timeout', 'rate_max', 'rate_period'))
+    if not admit(id, f, now, lease) then return 'stale' end
+  end
   fetches = (tonumber(fetches) or 0) + 1
   local token = worker .. ':' .. fetches
   transition(id, state, 'Processing', now,
