@@ -1,0 +1,181 @@
+"""Job controls on real servers with real worker processes: timeouts, mutexes,
+concurrency and rate limits, uniqueness, async jobs, progress and logs, cancellation."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from taskfire import ConfigError, job
+from tests import jobs
+from tests.conftest import report, wait_for
+
+
+def values(tf, name: str) -> list[str]:
+    return [v.decode() for v in tf.storage.redis.lrange(tf.prefix + "test:" + name, 0, -1)]
+
+
+def state_of(tf, job_id: str) -> str | None:
+    j = tf.get_job(job_id)
+    return j.state if j else None
+
+
+def wait_state(tf, job_id: str, state: str, timeout: float = 20) -> None:
+    wait_for(lambda: state_of(tf, job_id) == state, timeout, f"job {job_id} to be {state}")
+
+
+def test_a_busy_loop_past_its_timeout_is_stopped_and_the_other_jobs_finish(tf, start_worker):
+    worker = start_worker("--threads", "4")
+    first_pid = wait_for(worker.children, what="the worker process")[0]
+    others = [jobs.count_run.enqueue(0.3) for _ in range(6)]
+    t0 = time.monotonic()
+    stuck = jobs.busy_loop.enqueue(30)
+    wait_state(tf, stuck, "Failed", 15)
+    stopped_after = time.monotonic() - t0
+    failed = tf.get_job(stuck)
+    assert failed is not None and failed.exception is not None
+    assert failed.exception.type == "taskfire.errors.JobTimeout"
+    assert "did not stop within 1 s" in failed.exception.message
+    for jid in others:
+        wait_state(tf, jid, "Succeeded")
+    wait_for(lambda: worker.children() and worker.children()[0] != first_pid, 10, "a replacement process")
+    assert "ran past its timeout and ignored cancellation" in worker.output()
+    report(f"timeout: CPU-bound job with timeout=1 s failed with JobTimeout {stopped_after:.2f} s after "
+           f"enqueue; its process was replaced, the 6 other jobs all succeeded")
+
+
+def test_a_job_that_stops_when_its_timeout_fires_fails_and_is_retried(tf, start_worker):
+    worker = start_worker()
+    jid = jobs.slow_but_polite.enqueue()
+    wait_state(tf, jid, "Succeeded")
+    done = tf.get_job(jid)
+    assert done is not None and done.result == "second attempt in time"
+    failure = next(e for e in done.history if e.state == "Failed")
+    assert failure.data["exception_type"] == "taskfire.errors.JobTimeout"
+    assert "timeout of 0.5 s" in failure.data["exception_message"]
+    assert values(tf, "attempts") == ["1", "2"]
+    assert "replacing worker process" not in worker.output()  # a polite job costs no process
+
+
+def test_a_mutex_never_lets_two_runs_overlap_across_workers(tf, start_worker):
+    for _ in range(3):
+        start_worker("--threads", "4")
+    t0 = time.monotonic()
+    ids = [jobs.sync_customer.enqueue(1, 0.1) for _ in range(20)]
+    other = jobs.sync_customer.enqueue(2, 0.1)  # another customer: its own mutex
+    for jid in ids + [other]:
+        wait_state(tf, jid, "Succeeded", 60)
+    elapsed = time.monotonic() - t0
+    intervals = sorted(tuple(map(float, v.split(":"))) for v in values(tf, "intervals:1"))
+    assert len(intervals) == 20
+    overlaps = sum(1 for a, b in zip(intervals, intervals[1:]) if b[0] < a[1])
+    assert overlaps == 0, intervals
+    waited = sum(1 for jid in ids if any("Waiting for mutex:sync-1" in (e.reason or "") for e in tf.get_job(jid).history))  # type: ignore[union-attr]
+    assert waited > 0  # they really contended
+    report(f"mutex: 20 jobs of 0.1 s on one mutex across 3 workers (12 threads): 0 overlaps, "
+           f"{waited} waited, all done in {elapsed:.2f} s")
+
+
+def test_a_concurrency_limit_of_two_is_never_exceeded(tf, start_worker):
+    start_worker("--threads", "4")
+    start_worker("--threads", "4")
+    ids = [jobs.limited.enqueue(0.15) for _ in range(12)]
+    for jid in ids:
+        wait_state(tf, jid, "Succeeded", 60)
+    peaks = [int(v) for v in values(tf, "peaks")]
+    assert len(peaks) == 12 and max(peaks) == 2
+    assert tf.storage.redis.zcard(tf.storage.keys.prefix + "limit:concurrency:tests.jobs:limited") == 0
+
+
+def test_a_rate_limit_holds_over_ten_seconds(tf, start_worker):
+    start_worker("--threads", "4")
+    start_worker("--threads", "4")
+    ids = [jobs.rated.enqueue() for _ in range(25)]  # 5 per 2 s: the last starts after ~8 s
+    for jid in ids:
+        wait_state(tf, jid, "Succeeded", 30)
+    starts = sorted(float(v) for v in values(tf, "rated"))
+    assert len(starts) == 25
+    # Any 6 consecutive starts span at least the 2 s window (less 0.1 s for the time
+    # between the script's admission and the job noting its start).
+    tightest = min(b - a for a, b in zip(starts, starts[5:]))
+    assert tightest >= 1.9, tightest
+    report(f"rate limit 5 per 2 s: 25 jobs over {starts[-1] - starts[0]:.1f} s; tightest 6 starts "
+           f"spanned {tightest:.2f} s")
+
+
+def test_a_unique_key_returns_the_pending_job_instead_of_a_duplicate(tf, start_worker):
+    first = jobs.send_invoice.enqueue(42)
+    assert jobs.send_invoice.enqueue(42) == first
+    assert jobs.send_invoice.enqueue_many([(42,), (43,), (43,)])[0] == first
+    other = jobs.send_invoice.enqueue(43)
+    assert other != first
+    keyed = jobs.record_order.options(unique_key="nightly-report")
+    assert keyed.enqueue("a") == keyed.enqueue("b")
+    start_worker()
+    wait_state(tf, first, "Succeeded")
+    wait_state(tf, other, "Succeeded")
+    assert sorted(values(tf, "invoices")) == ["42", "43"]
+    again = jobs.send_invoice.enqueue(42)  # the first one is done: a new job
+    assert again != first
+    wait_state(tf, again, "Succeeded")
+
+
+def test_a_thousand_async_jobs_run_at_once_on_one_process(tf, start_worker):
+    start_worker("--threads", "4")
+    t0 = time.monotonic()
+    ids = jobs.async_nap.enqueue_many([(0.5,)] * 1000)
+    wait_for(lambda: int(tf.storage.redis.get(tf.prefix + "test:naps") or 0) == 1000, 60, "1,000 naps")
+    elapsed = time.monotonic() - t0
+    wait_for(lambda: state_of(tf, ids[-1]) == "Succeeded", 10, "the last outcome stored")
+    done = tf.get_job(ids[0])
+    assert done is not None and done.result == f"napped as {ids[0]}"
+    slow = jobs.async_overslept.enqueue()
+    wait_state(tf, slow, "Failed")
+    assert tf.get_job(slow).exception.type == "taskfire.errors.JobTimeout"  # type: ignore[union-attr]
+    report(f"async: 1,000 jobs each sleeping 0.5 s on 1 process x 4 threads finished in {elapsed:.2f} s")
+
+
+def test_progress_and_log_are_visible_while_the_job_runs(tf, start_worker):
+    start_worker()
+    jid = jobs.import_rows.enqueue(5)
+    running = wait_for(lambda: (j := tf.get_job(jid)) and j.progress and j.progress["done"] == 2 and j,
+                       what="progress 2 of 5")
+    assert running.state == "Processing"
+    assert running.progress == {"done": 2, "total": 5, "fraction": 0.4}
+    assert [line.line for line in running.log] == ["imported batch 1", "imported batch 2"]
+    tf.storage.redis.set(tf.prefix + "test:go", 1)
+    wait_state(tf, jid, "Succeeded")
+    done = tf.get_job(jid)
+    assert done is not None and done.progress == {"done": 5, "total": 5, "fraction": 1.0} and len(done.log) == 5
+
+
+def test_cancellation_is_honoured_or_ignored_by_the_job(tf, start_worker):
+    start_worker("--threads", "2")
+    polite = jobs.until_cancelled.enqueue()
+    stubborn = jobs.ignores_cancellation.enqueue(1.5)
+    wait_for(lambda: len(values(tf, "started")) == 2, what="both jobs to start")
+    assert tf.cancel(polite) and tf.cancel(stubborn)
+    wait_state(tf, polite, "Deleted")
+    assert tf.get_job(polite).reason == "Cancelled by request: the job stopped"  # type: ignore[union-attr]
+    wait_state(tf, stubborn, "Succeeded")
+    assert tf.get_job(stubborn).result == "ran to the end"  # type: ignore[union-attr]
+    waiting = tf.enqueue(jobs.record_order.options(queue="nobody-listens"), "x")
+    assert tf.cancel(waiting) and state_of(tf, waiting) == "Deleted"
+    assert not tf.cancel(stubborn)  # finished: nothing to cancel
+    assert not tf.cancel("0" * 24)
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"timeout": -1}, "timeout must be a number of seconds > 0"),
+    ({"mutex": "sync-{customer}"}, "names customer, which is not a parameter"),
+    ({"mutex": "a", "concurrency": 2}, "choose one of mutex, concurrency and limit"),
+    ({"concurrency": 0}, "concurrency must be a whole number >= 1"),
+    ({"rate": (0, 10)}, "rate must be"),
+    ({"limit": ("api", 0)}, "limit must be"),
+])
+def test_bad_controls_are_refused_when_the_job_is_declared(options, words):
+    def f(customer_id: int) -> None: ...
+    f.__qualname__ = "f_for_controls"
+    with pytest.raises(ConfigError, match=words):
+        job(**options)(f)
