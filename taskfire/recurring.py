@@ -20,6 +20,7 @@ Whatever the mode, the next run is the first tick after the server's now.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -141,6 +142,10 @@ class RecurringJobs:
         }
         if jf.overrides != JobOptions():
             fields["opts"] = _opts_encoder.encode(jf.overrides)
+        controls = jf.controls.fields(jf.name, jf.binder.signature if jf.binder else None, args, kwargs,
+                                      None, fields["args"])  # type: ignore[arg-type]
+        controls.pop("unique", None)  # a recurring run is unique by its tick already
+        fields["controls"] = json.dumps(controls) if controls else ""
         now = self.storage.server_time_ms()
         cron_was, tz_was, error, created, enabled = self.storage.read_recurring_fields(
             recurring_id, "cron", "tz", "error", "created", "enabled")

@@ -179,3 +179,14 @@ def test_bad_controls_are_refused_when_the_job_is_declared(options, words):
     f.__qualname__ = "f_for_controls"
     with pytest.raises(ConfigError, match=words):
         job(**options)(f)
+
+
+def test_recurring_runs_of_a_mutex_job_never_overlap(tf, start_worker):
+    from taskfire import Cron
+    start_worker("--threads", "2")
+    start_worker("--threads", "2")
+    tf.recurring.add_or_update("sync-7", jobs.sync_customer, Cron.every_second(), args=(7, 1.2))
+    wait_for(lambda: len(values(tf, "intervals:7")) >= 4, 30, "four runs")
+    tf.recurring.disable("sync-7")
+    intervals = sorted(tuple(map(float, v.split(":"))) for v in values(tf, "intervals:7"))
+    assert sum(1 for a, b in zip(intervals, intervals[1:]) if b[0] < a[1]) == 0, intervals

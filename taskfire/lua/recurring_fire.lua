@@ -12,8 +12,8 @@
 
 local id, expected = ARGV[2], ARGV[3]
 local rk = K.recurring_job(id)
-local fn, args, opts, queue, nxt, enabled = unpack(redis.call('HMGET', rk,
-  'fn', 'args', 'opts', 'queue', 'next', 'enabled'))
+local fn, args, opts, queue, nxt, enabled, controls = unpack(redis.call('HMGET', rk,
+  'fn', 'args', 'opts', 'queue', 'next', 'enabled', 'controls'))
 if not fn then return -1 end
 if expected ~= '' and (nxt ~= expected or enabled ~= '1') then return -1 end
 
@@ -23,6 +23,9 @@ for i = 0, n - 1 do
   local job_id, tick = ARGV[8 + i * 2], ARGV[9 + i * 2]
   local fields = { 'fn', fn, 'args', args, 'recurring', id, 'tick', tick }
   if opts and opts ~= '' then table.insert(fields, 'opts'); table.insert(fields, opts) end
+  if controls and controls ~= '' then  -- the function's mutex, limits and rate, as fields
+    for k, v in pairs(cjson.decode(controls)) do table.insert(fields, k); table.insert(fields, v) end
+  end
   create_enqueued(job_id, queue, now, fields, ARGV[6], { queue = queue, recurring = id })
 end
 if n > 0 then
