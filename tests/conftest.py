@@ -151,3 +151,18 @@ def start_worker(server: EmbeddedServer, start_worker_on: Callable[..., WorkerHa
 
 def redis_client(server: EmbeddedServer) -> redis.Redis:
     return redis.Redis.from_url(server.url)
+
+
+def state_of(tf: Taskfire, job_id: str) -> str | None:
+    """A job's state, or None if it does not exist."""
+    job = tf.get_job(job_id)
+    return job.state if job else None
+
+
+def wait_state(tf: Taskfire, job_id: str, state: str, timeout: float = 20) -> None:
+    wait_for(lambda: state_of(tf, job_id) == state, timeout, f"job {job_id} to be {state}")
+
+
+def traces(tf: Taskfire, name: str) -> list[str]:
+    """What test jobs pushed to their list `test:<name>` (see tests/jobs.py)."""
+    return [v.decode() for v in tf.storage.redis.lrange(tf.prefix + "test:" + name, 0, -1)]

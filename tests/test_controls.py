@@ -9,20 +9,7 @@ import pytest
 
 from taskfire import ConfigError, job
 from tests import jobs
-from tests.conftest import report, wait_for
-
-
-def values(tf, name: str) -> list[str]:
-    return [v.decode() for v in tf.storage.redis.lrange(tf.prefix + "test:" + name, 0, -1)]
-
-
-def state_of(tf, job_id: str) -> str | None:
-    j = tf.get_job(job_id)
-    return j.state if j else None
-
-
-def wait_state(tf, job_id: str, state: str, timeout: float = 20) -> None:
-    wait_for(lambda: state_of(tf, job_id) == state, timeout, f"job {job_id} to be {state}")
+from tests.conftest import report, state_of, traces, wait_for, wait_state
 
 
 def test_a_busy_loop_past_its_timeout_is_stopped_and_the_other_jobs_finish(tf, start_worker):
@@ -54,7 +41,7 @@ def test_a_job_that_stops_when_its_timeout_fires_fails_and_is_retried(tf, start_
     failure = next(e for e in done.history if e.state == "Failed")
     assert failure.data["exception_type"] == "taskfire.errors.JobTimeout"
     assert "timeout of 0.5 s" in failure.data["exception_message"]
-    assert values(tf, "attempts") == ["1", "2"]
+    assert traces(tf, "attempts") == ["1", "2"]
     assert "replacing worker process" not in worker.output()  # a polite job costs no process
 
 
@@ -67,7 +54,7 @@ def test_a_mutex_never_lets_two_runs_overlap_across_workers(tf, start_worker):
     for jid in ids + [other]:
         wait_state(tf, jid, "Succeeded", 60)
     elapsed = time.monotonic() - t0
-    intervals = sorted(tuple(map(float, v.split(":"))) for v in values(tf, "intervals:1"))
+    intervals = sorted(tuple(map(float, v.split(":"))) for v in traces(tf, "intervals:1"))
     assert len(intervals) == 20
     overlaps = sum(1 for a, b in zip(intervals, intervals[1:]) if b[0] < a[1])
     assert overlaps == 0, intervals
@@ -83,7 +70,7 @@ def test_a_concurrency_limit_of_two_is_never_exceeded(tf, start_worker):
     ids = [jobs.limited.enqueue(0.15) for _ in range(12)]
     for jid in ids:
         wait_state(tf, jid, "Succeeded", 60)
-    peaks = [int(v) for v in values(tf, "peaks")]
+    peaks = [int(v) for v in traces(tf, "peaks")]
     assert len(peaks) == 12 and max(peaks) == 2
     assert tf.storage.redis.zcard(tf.storage.keys.prefix + "limit:concurrency:tests.jobs:limited") == 0
 
@@ -94,7 +81,7 @@ def test_a_rate_limit_holds_over_ten_seconds(tf, start_worker):
     ids = [jobs.rated.enqueue() for _ in range(25)]  # 5 per 2 s: the last starts after ~8 s
     for jid in ids:
         wait_state(tf, jid, "Succeeded", 30)
-    starts = sorted(float(v) for v in values(tf, "rated"))
+    starts = sorted(float(v) for v in traces(tf, "rated"))
     assert len(starts) == 25
     # Any 6 consecutive starts span at least the 2 s window (less 0.1 s for the time
     # between the script's admission and the job noting its start).
@@ -115,7 +102,7 @@ def test_a_unique_key_returns_the_pending_job_instead_of_a_duplicate(tf, start_w
     start_worker()
     wait_state(tf, first, "Succeeded")
     wait_state(tf, other, "Succeeded")
-    assert sorted(values(tf, "invoices")) == ["42", "43"]
+    assert sorted(traces(tf, "invoices")) == ["42", "43"]
     again = jobs.send_invoice.enqueue(42)  # the first one is done: a new job
     assert again != first
     wait_state(tf, again, "Succeeded")
@@ -154,7 +141,7 @@ def test_cancellation_is_honoured_or_ignored_by_the_job(tf, start_worker):
     start_worker("--threads", "2")
     polite = jobs.until_cancelled.enqueue()
     stubborn = jobs.ignores_cancellation.enqueue(1.5)
-    wait_for(lambda: len(values(tf, "started")) == 2, what="both jobs to start")
+    wait_for(lambda: len(traces(tf, "started")) == 2, what="both jobs to start")
     assert tf.cancel(polite) and tf.cancel(stubborn)
     wait_state(tf, polite, "Deleted")
     assert tf.get_job(polite).reason == "Cancelled by request: the job stopped"  # type: ignore[union-attr]
@@ -186,7 +173,7 @@ def test_recurring_runs_of_a_mutex_job_never_overlap(tf, start_worker):
     start_worker("--threads", "2")
     start_worker("--threads", "2")
     tf.recurring.add_or_update("sync-7", jobs.sync_customer, Cron.every_second(), args=(7, 1.2))
-    wait_for(lambda: len(values(tf, "intervals:7")) >= 4, 30, "four runs")
+    wait_for(lambda: len(traces(tf, "intervals:7")) >= 4, 30, "four runs")
     tf.recurring.disable("sync-7")
-    intervals = sorted(tuple(map(float, v.split(":"))) for v in values(tf, "intervals:7"))
+    intervals = sorted(tuple(map(float, v.split(":"))) for v in traces(tf, "intervals:7"))
     assert sum(1 for a, b in zip(intervals, intervals[1:]) if b[0] < a[1]) == 0, intervals

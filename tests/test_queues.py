@@ -16,24 +16,15 @@ from taskfire import ConfigError, Failed
 from taskfire.client import transition_for
 from taskfire.storage import SCRIPTS
 from tests import jobs
-from tests.conftest import ROOT, report, wait_for
-
-
-def order(tf) -> list[str]:
-    return [v.decode() for v in tf.storage.redis.lrange(tf.prefix + "test:order", 0, -1)]
-
-
-def state_of(tf, job_id: str) -> str | None:
-    job = tf.get_job(job_id)
-    return job.state if job else None
+from tests.conftest import ROOT, report, state_of, traces, wait_for
 
 
 def test_weighted_queues_are_served_in_proportion_and_none_starves(tf, start_worker):
     for fn, q in ((jobs.record_critical, "critical"), (jobs.record_default, "default"), (jobs.record_low, "low")):
         fn.enqueue_many([(q,) for _ in range(1000)])
     start_worker("--queues", "critical:5,default:3,low:1", "--threads", "1")
-    wait_for(lambda: len(order(tf)) >= 900, 60, "900 jobs to run")
-    first = Counter(order(tf)[:900])  # every queue still had jobs throughout these
+    wait_for(lambda: len(traces(tf, "order")) >= 900, 60, "900 jobs to run")
+    first = Counter(traces(tf, "order")[:900])  # every queue still had jobs throughout these
     shares = {q: first[q] / 900 for q in ("critical", "default", "low")}
     # Expected 5/9, 3/9, 1/9. A multinomial draw of 900 has a standard deviation of at
     # most 1.7 points per share; 5 points is about 3 deviations.
@@ -54,7 +45,7 @@ def test_a_paused_queue_keeps_accepting_jobs_and_resuming_wakes_idle_workers(tf,
     # Its outcome is stored by the same script that fetches the thread's next job: had
     # the pause not held, default's jobs would be taken by then.
     wait_for(lambda: state_of(tf, proof) == "Succeeded", what="the critical job to run")
-    assert "before" not in order(tf) and all(state_of(tf, j) == "Enqueued" for j in waiting)
+    assert "before" not in traces(tf, "order") and all(state_of(tf, j) == "Enqueued" for j in waiting)
     info = {q.name: q for q in tf.queues.list()}["default"]
     assert info.paused and info.length == 6 and info.oldest_enqueued_at is not None
     t0 = time.monotonic()
@@ -141,8 +132,8 @@ def test_move_keeps_order_and_purge_deletes_with_a_reason(tf, start_worker):
     moved = tf.get_job(ids[0])
     assert moved is not None and moved.queue == "default" and moved.reason == "Moved from queue parked by an operator"
     start_worker("--threads", "1")
-    wait_for(lambda: len(order(tf)) == 49, what="the moved jobs to run")
-    assert order(tf) == [f"m{i}" for i in range(50) if i != 3]
+    wait_for(lambda: len(traces(tf, "order")) == 49, what="the moved jobs to run")
+    assert traces(tf, "order") == [f"m{i}" for i in range(50) if i != 3]
     more = parked.enqueue_many([("p",)] * 7)
     r = tf.queues.purge("parked")
     assert r.changed == 7 and {state_of(tf, j) for j in more} == {"Deleted"}

@@ -12,23 +12,10 @@ import time
 import pytest
 
 from examples import waiting_ack
-from taskfire import ConfigError, Deleted, Failed, Succeeded
+from taskfire import ConfigError, Failed, Succeeded
 from taskfire.filters import CreationCancelled, JobFilter, global_filters
 from tests import jobs
-from tests.conftest import report, wait_for
-
-
-def order(tf) -> list[str]:
-    return [v.decode() for v in tf.storage.redis.lrange(tf.prefix + "test:order", 0, -1)]
-
-
-def state_of(tf, job_id: str) -> str | None:
-    job = tf.get_job(job_id)
-    return job.state if job else None
-
-
-def wait_state(tf, job_id: str, state: str, timeout: float = 15) -> None:
-    wait_for(lambda: state_of(tf, job_id) == state, timeout, f"job {job_id} to be {state}")
+from tests.conftest import report, state_of, traces, wait_for, wait_state
 
 
 # -- continuations ---------------------------------------------------------------------
@@ -48,7 +35,7 @@ def test_a_chain_runs_in_order_and_each_link_says_what_it_waits_for(tf, start_wo
     start_worker()
     wait_state(tf, c, "Succeeded")
     wait_state(tf, d, "Succeeded")
-    seen = order(tf)
+    seen = traces(tf, "order")
     assert seen.index("a") < seen.index("b") < seen.index("c") and seen.index("a") < seen.index("d")
     done = tf.get_job(c)
     assert done is not None and [e.state for e in done.history] == ["Awaiting", "Enqueued", "Processing", "Succeeded"]
@@ -67,13 +54,13 @@ def test_a_failed_parent_holds_its_only_on_success_continuation_until_it_succeed
     held = tf.get_job(on_success)
     assert held is not None and held.state == "Awaiting" and held.parent_id == parent
     assert held.reason == f"Waiting for job {parent} to succeed"
-    assert "on-success" not in order(tf)
+    assert "on-success" not in traces(tf, "order")
     # The operator fixes the cause and requeues the parent: now the continuation runs.
     tf.storage.redis.set(tf.prefix + "test:fixed", 1)
     assert tf.requeue(parent)
     wait_state(tf, parent, "Succeeded")
     wait_state(tf, on_success, "Succeeded")
-    assert order(tf).count("on-finish") == 1  # not released a second time
+    assert traces(tf, "order").count("on-finish") == 1  # not released a second time
 
 
 def test_a_deleted_parent_deletes_only_on_success_continuations_and_releases_the_others(tf):
@@ -164,8 +151,8 @@ def test_nested_batches_finish_bottom_up_then_their_continuations_run(tf, start_
     assert set(tf.batch_members(outer.id)) == {*outer_ids, inner.id}
     assert tf.get_job(inner_ids[0]).batch_id == inner.id  # type: ignore[union-attr]
     start_worker()
-    wait_for(lambda: "outer-done" in order(tf), what="the outer batch's continuation")
-    seen = order(tf)
+    wait_for(lambda: "outer-done" in traces(tf, "order"), what="the outer batch's continuation")
+    seen = traces(tf, "order")
     assert max(seen.index(f"inner-{i}") for i in range(3)) < seen.index("inner-done") < seen.index("outer-done")
     assert max(seen.index(f"outer-{i}") for i in range(3)) < seen.index("outer-done")
     inner_done, outer_done = tf.get_batch(inner.id), tf.get_batch(outer.id)
