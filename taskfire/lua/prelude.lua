@@ -318,14 +318,14 @@ local function finish_batch(batch, result, now)
 end
 
 -- A member of `batch` went from outcome `before` to `after`: counts it, and if the
--- batch's own outcome changed, returns it (and the enclosing batch) for follow-up.
+-- batch's own outcome changed, records it and lets the batch's followers follow.
 local function batch_moved(batch, before, after, now)
   local bk = K.batch(batch)
+  if redis.call('EXISTS', bk) == 0 then return end  -- the batch expired
   if before then redis.call('HINCRBY', bk, before, -1) end
   if after then redis.call('HINCRBY', bk, after, 1) end
   local total, s, f, d, was, parent = unpack(redis.call('HMGET', bk,
     'total', 'succeeded', 'failed', 'deleted', 'outcome', 'batch'))
-  if not total then return end  -- the batch expired
   was = was or nil
   local result = batch_outcome(total, s, f, d)
   if result == was then return end
