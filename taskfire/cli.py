@@ -263,6 +263,49 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Serves the dashboard with gunicorn."""
+    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped,unused-ignore]
+
+    from taskfire_dashboard import create_app
+
+    setup_logging(os.environ.get("TASKFIRE_LOG_LEVEL", "INFO"))
+    url = args.redis_url or os.environ.get("TASKFIRE_REDIS_URL")
+    if url == "embedded":
+        from .embedded import EmbeddedServer
+        url = EmbeddedServer.shared().url
+    basic = None
+    if args.basic_auth:
+        user, sep, password = args.basic_auth.partition(":")
+        if not sep or not user or not password:
+            raise ConfigError("--basic-auth takes USER:PASSWORD")
+        basic = (user, password)
+    secret = os.environ.get("TASKFIRE_DASHBOARD_SECRET") or os.urandom(32).hex()  # one per server, shared by its workers
+    app = create_app(url, prefix=args.prefix, basic_auth=basic, bearer_token=args.bearer_token,
+                     read_only=args.read_only, secret_key=secret)
+    host, _, port = args.bind.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--bind takes HOST:PORT, not {args.bind!r}")
+    if host not in ("127.0.0.1", "localhost", "::1") and not (basic or args.bearer_token):
+        log.warning("dashboard bound to %s without --basic-auth or --bearer-token: only requests from this "
+                    "machine will be served", args.bind)
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", args.bind)
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("threads", args.threads)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("accesslog", "-" if args.access_log else None)
+
+        def load(self) -> Any:
+            return app
+
+    print(f"taskfire dashboard on http://{args.bind}/", flush=True)
+    Server().run()
+    return 0
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     tf = Taskfire(args.redis_url, prefix=args.prefix)
     r, k = tf.storage.redis, tf.storage.keys
@@ -335,6 +378,17 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("id", nargs="?")
     connection(sv)
     sv.set_defaults(run=cmd_server)
+
+    d = sub.add_parser("dashboard", help="serve the dashboard (gunicorn)")
+    d.add_argument("--bind", default="127.0.0.1:8008", help="HOST:PORT (default 127.0.0.1:8008)")
+    d.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    d.add_argument("--threads", type=int, default=4, help="threads per worker process")
+    d.add_argument("--read-only", action="store_true", help="show everything, allow no action")
+    d.add_argument("--basic-auth", default=None, help="USER:PASSWORD required of every request")
+    d.add_argument("--bearer-token", default=None, help="a token accepted as 'Authorization: Bearer ...'")
+    d.add_argument("--access-log", action="store_true", help="log each request")
+    connection(d)
+    d.set_defaults(run=cmd_dashboard)
 
     s = sub.add_parser("stats", help="queue lengths and counters")
     connection(s)
