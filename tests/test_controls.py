@@ -26,7 +26,7 @@ def test_a_busy_loop_past_its_timeout_is_stopped_and_the_other_jobs_finish(tf, s
     assert "did not stop within 1 s" in failed.exception.message
     for jid in others:
         wait_state(tf, jid, "Succeeded")
-    wait_for(lambda: worker.children() and worker.children()[0] != first_pid, 10, "a replacement process")
+    wait_for(lambda: (now := worker.children()) and now[0] != first_pid, 10, "a replacement process")
     assert "ran past its timeout and ignored cancellation" in worker.output()
     report(f"timeout: CPU-bound job with timeout=1 s failed with JobTimeout {stopped_after:.2f} s after "
            f"enqueue; its process was replaced, the 6 other jobs all succeeded")
