@@ -44,12 +44,12 @@ class QueueInfo(msgspec.Struct, frozen=True):
     jobs_out: int                     # jobs workers took from it, ever
 
 
-def run_bulk(client: Taskfire, action: str, *args: str, offset: bool = False) -> BulkResult:
+def run_bulk(client: Taskfire, action: str, *args: str) -> BulkResult:
+    """Runs an action slice by slice until a slice finds nothing left."""
     changed = looked = calls = 0
     position = 0
     while True:
-        slice_args = (*args[:1], str(position), *args[1:]) if offset else args
-        c, n, position = client.storage.bulk(action, SLICE, *slice_args)
+        c, n, position = client.storage.bulk(action, SLICE, position, *args)
         changed, looked, calls = changed + c, looked + n, calls + 1
         if n == 0:
             return BulkResult(changed, looked, calls)
@@ -62,7 +62,7 @@ def bulk_by_state(client: Taskfire, action: str, state: str, function: str | Non
     state = state[0].upper() + state[1:]
     if state == ENQUEUED:
         raise ConfigError("jobs waiting in a queue are handled per queue: use tf.queues.purge() or move()")
-    return run_bulk(client, action, state, function or "", exception or "", queue or "", offset=True)
+    return run_bulk(client, action, state, function or "", exception or "", queue or "")
 
 
 class Queues:

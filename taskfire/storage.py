@@ -340,17 +340,8 @@ class Storage:
     def request_cancel(self, job_id: str) -> bool:
         """Flags a running job for cancellation; False if it is not running."""
         key = self.keys.job(job_id)
-        with self.redis.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(key)
-                if pipe.hget(key, "state") != b"Processing":
-                    return False
-                pipe.multi()
-                pipe.hset(key, "cancel", "1")
-                pipe.execute()
-                return True
-            except redis.WatchError:
-                return self.request_cancel(job_id)
+        return self._write_if(key, lambda pipe: pipe.hget(key, "state") == b"Processing",
+                              lambda pipe: pipe.hset(key, "cancel", "1"))
 
     def wait_for_work(self, keys: Sequence[str], timeout: float) -> bool:
         """Blocks until a wake-up token arrives on one of `keys` or `timeout` passes."""
@@ -425,18 +416,28 @@ class Storage:
     def set_recurring_enabled(self, recurring_id: str, enabled: bool, next_ms: int | None) -> bool:
         """Enables (with its next run) or disables a recurring job; False if absent."""
         key = self.keys.recurring_job(recurring_id)
+
+        def write(pipe: Any) -> None:
+            pipe.hset(key, "enabled", "1" if enabled else "0")
+            self._set_next(pipe, recurring_id, next_ms if enabled else None)
+
+        return self._write_if(key, lambda pipe: bool(pipe.exists(key)), write)
+
+    def _write_if(self, key: str, check: Any, write: Any) -> bool:
+        """Runs `write` in a MULTI if `check` (read under WATCH of `key`) holds; tries
+        again if the key changed in between. Returns whether it wrote."""
         with self.redis.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(key)
-                if not pipe.exists(key):
-                    return False
-                pipe.multi()
-                pipe.hset(key, "enabled", "1" if enabled else "0")
-                self._set_next(pipe, recurring_id, next_ms if enabled else None)
-                pipe.execute()
-                return True
-            except redis.WatchError:
-                return self.set_recurring_enabled(recurring_id, enabled, next_ms)
+            while True:
+                try:
+                    pipe.watch(key)
+                    if not check(pipe):
+                        return False
+                    pipe.multi()
+                    write(pipe)
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
 
     def remove_recurring(self, recurring_id: str) -> bool:
         pipe = self.redis.pipeline(transaction=True)
@@ -462,10 +463,10 @@ class Storage:
 
     # -- operators ------------------------------------------------------------------
 
-    def bulk(self, action: str, limit: int, *args: Any) -> tuple[int, int, int]:
+    def bulk(self, action: str, limit: int, offset: int, *args: Any) -> tuple[int, int, int]:
         """One slice of an operator's action (see bulk.lua): (changed, looked at, next offset)."""
         changed, looked, offset = self._run_one(SCRIPTS["bulk"], [action, limit, self.retention_s,
-                                                                  self.index_cap, *args])
+                                                                  self.index_cap, offset, *args])
         return int(changed), int(looked), int(offset)
 
     def queue_facts(self) -> list[tuple[str, int, bool, bytes | None, int, int]]:

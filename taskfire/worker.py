@@ -240,7 +240,7 @@ class WorkerProcess:
             self.async_slots.acquire()  # at most `async_limit` async jobs at once
             asyncio.run_coroutine_threadsafe(self._perform_async(job, held, fn, timeout), self._event_loop())
             return None  # this thread is free again; the event loop finishes the job
-        state, elected, fields = self._perform(job, held.cancellation, timeout)
+        state, elected, fields = self._perform(job, fn, held.cancellation, timeout)
         # The next job for this thread only: waking others is the fetch loop's business.
         return self._finish(job, held, state, elected, fields, fetch_next=True)
 
@@ -303,18 +303,7 @@ class WorkerProcess:
             error = JobCancelled(f"job cancelled: {held.cancellation.reason}")
         except BaseException as exc:
             error = exc
-        cancellation = held.cancellation
-        filters = pipeline(fn.filters)
-        candidate: State | None = None
-        outcome: tuple[State, list[State], dict[str, bytes | str]]
-        if isinstance(error, JobCancelled) and cancellation.reason == SHUTDOWN:
-            outcome = (Enqueued(front=True, reason="Requeued: the job stopped for its worker's shutdown"), [], {})
-        else:
-            if cancellation.reason == TIMEOUT:
-                error = JobTimeout(f"ran longer than its timeout of {timeout:g} s")
-            elif isinstance(error, JobCancelled) and cancellation.reason == CANCELLED:
-                candidate = Deleted(reason="Cancelled by request: the job stopped")
-            outcome = self._elect(job, fn, filters, candidate, error, value, started)
+        outcome = self._settle(job, fn, pipeline(fn.filters), held.cancellation, timeout, None, error, value, started)
         try:
             await loop.run_in_executor(None, self._finish, job, held, *outcome, False)
         finally:
@@ -322,11 +311,10 @@ class WorkerProcess:
             with self.lock:
                 self.lock.notify_all()
 
-    def _perform(self, job: FetchedJob, cancellation: CancellationToken, timeout: float | None = None
+    def _perform(self, job: FetchedJob, fn: Any, cancellation: CancellationToken, timeout: float | None
                  ) -> tuple[State, list[State], dict[str, bytes | str]]:
         """Runs the job's function inside its filters: (the state it ends in, states
         elected before it, fields to store)."""
-        fn = registry.get(job.fn)
         filters = pipeline(fn.filters) if fn is not None else pipeline()
         started = time.monotonic()
         value: Any = None
@@ -366,6 +354,14 @@ class WorkerProcess:
                         error, value = None, performed.result
         except BaseException as exc:
             error = exc
+        return self._settle(job, fn, filters, cancellation, timeout, candidate, error, value, started)
+
+    def _settle(self, job: FetchedJob, fn: Any, filters: list[JobFilter], cancellation: CancellationToken,
+                timeout: float | None, candidate: State | None, error: BaseException | None, value: Any,
+                started: float) -> tuple[State, list[State], dict[str, bytes | str]]:
+        """What a finished run (sync or async) comes to, given why its cancellation token
+        fired, if it did: back to its queue on shutdown, JobTimeout after its timeout,
+        Deleted when it stopped on request; else what the election makes of its outcome."""
         if isinstance(error, JobCancelled) and cancellation.reason == SHUTDOWN:
             return Enqueued(front=True, reason="Requeued: the job stopped for its worker's shutdown"), [], {}
         if cancellation.reason == TIMEOUT:

@@ -12,15 +12,14 @@ import pytest
 
 from taskfire import ConfigError, Cron, Taskfire
 from tests import jobs
-from tests.conftest import ROOT, report, wait_for
+from tests.conftest import ROOT, report, traces, wait_for
 
 HOUR = 3_600_000
 
 
 def fired(tf: Taskfire, tag: str) -> list[str]:
     """Ids of the jobs `record_fired(tag)` ran, in the order they ran."""
-    entries = tf.storage.redis.lrange(tf.prefix + "test:fired", 0, -1)
-    return [e.decode().split(":", 1)[1] for e in entries if e.decode().split(":", 1)[0] == tag]
+    return [entry.split(":", 1)[1] for entry in traces(tf, "fired") if entry.split(":", 1)[0] == tag]
 
 
 def pretend_missed(tf: Taskfire, recurring_id: str, due_ms: int) -> None:

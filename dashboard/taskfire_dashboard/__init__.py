@@ -25,7 +25,8 @@ import secrets
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from flask import Flask, Response, abort, flash, jsonify, redirect, render_template, request, session, url_for
+import msgspec
+from flask import Flask, Response, abort, flash, g, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from taskfire import Taskfire
@@ -88,11 +89,17 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
         return {"csrf": session["csrf"], "read_only": read_only, "title": title, "states": data.STATES,
                 "refresh_ms": refresh_ms, "nav": nav_counts()}
 
+    def counts() -> dict[str, Any]:
+        """This request's counts: read once, shared by the page and its menu."""
+        if "counts" not in g:
+            g.counts = data.counts(tf)
+        return g.counts  # type: ignore[no-any-return]
+
     def nav_counts() -> dict[str, int]:
         try:
-            return data.counts(tf)["states"]
+            return counts()["states"]  # type: ignore[no-any-return]
         except Exception:
-            return {}
+            return {}  # an error page while Redis is away still renders
 
     @app.template_filter("when")
     def when(ts: float | None) -> str:
@@ -125,7 +132,7 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
 
     @app.get("/")
     def overview() -> str:
-        return render_template("overview.html", c=data.counts(tf))
+        return render_template("overview.html", c=counts())
 
     @app.get("/jobs/state/<state>")
     def jobs(state: str) -> str:
@@ -134,7 +141,7 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
         queue = request.args.get("queue") or None
         function = request.args.get("function") or None
         rows, more = data.filtered_page(tf, state, (page - 1) * PAGE_SIZE, PAGE_SIZE, queue, function)
-        queues = data.counts(tf)["queues"] if state == "Enqueued" else []
+        queues = counts()["queues"] if state == "Enqueued" else []
         return render_template("jobs.html", state=state, rows=rows, page=page, more=more, queue=queue,
                                function=function or "", queues=queues)
 
@@ -228,7 +235,7 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
 
     @app.get("/api/stats")
     def api_stats() -> Response:
-        return jsonify(data.counts(tf))
+        return jsonify(counts())
 
     @app.get("/api/jobs/state/<state>")
     def api_jobs(state: str) -> Response:
@@ -242,7 +249,6 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
         job = tf.get_job(job_id)
         if job is None:
             abort(404, f"no job {job_id!r}")
-        import msgspec
         return Response(msgspec.json.encode(job), mimetype="application/json")
 
     @app.get("/api/servers")
@@ -251,12 +257,11 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
 
     @app.get("/api/recurring")
     def api_recurring() -> Response:
-        import msgspec
         return Response(msgspec.json.encode(tf.recurring.list()), mimetype="application/json")
 
     @app.get("/metrics")
     def metrics() -> Response:
-        c = data.counts(tf)
+        c = counts()
         lines = ["# HELP taskfire_jobs Jobs per state (Succeeded and Deleted: those still kept).",
                  "# TYPE taskfire_jobs gauge"]
         lines += [f'taskfire_jobs{{state="{s}"}} {n}' for s, n in c["states"].items()]

@@ -2,11 +2,12 @@
 -- call holds Redis for long and none costs a round trip per job.
 --
 -- ARGV  1 prefix, 2 action, 3 limit (jobs looked at), 4 retention in seconds, 5 index cap,
+--       6 offset into the state's index (requeue/delete; the others pop from their queue),
 --       then per action:
---   'requeue' | 'delete'  6 state, 7 offset into its index, 8 function ("" any),
---                         9 exception type ("" any), 10 queue ("" any)
---   'move'                6 from queue, 7 to queue
---   'purge'               6 queue
+--   'requeue' | 'delete'  7 state, 8 function ("" any), 9 exception type ("" any),
+--                         10 queue ("" any)
+--   'move'                7 from queue, 8 to queue
+--   'purge'               7 queue
 -- Keys  job:<id>(:history), queue:<q>(:wake), schedule, processing, state:<name>, stats
 -- Returns {jobs changed, jobs looked at, next offset (requeue/delete)}; looked at = 0
 -- means the action is done.
@@ -22,7 +23,7 @@ local function to_deleted(id, old, reason)
 end
 
 if action == 'move' or action == 'purge' then
-  local from = ARGV[6]
+  local from = ARGV[7]
   for _ = 1, limit do
     local id = redis.call('RPOP', K.queue(from))
     if not id then break end
@@ -31,7 +32,7 @@ if action == 'move' or action == 'purge' then
     if state == 'Enqueued' and queue == from then  -- else an id left behind: dropped
       changed = changed + 1
       if action == 'move' then
-        local to = ARGV[7]
+        local to = ARGV[8]
         transition(id, state, 'Enqueued', now,
           { { 'Enqueued', entry(now, 'Enqueued', 'Moved from queue ' .. from .. ' by an operator', { queue = to }) } },
           { queue = to })
@@ -44,7 +45,7 @@ if action == 'move' or action == 'purge' then
 end
 
 -- requeue / delete: a slice of the state's index
-local state, offset = ARGV[6], tonumber(ARGV[7])
+local state, offset = ARGV[7], tonumber(ARGV[6])
 local fn_filter, exc_filter, queue_filter = ARGV[8], ARGV[9], ARGV[10]
 local index, sorted
 if state == 'Scheduled' then index, sorted = K.schedule, true
