@@ -239,6 +239,10 @@ class Taskfire:
         h = self.storage.read_batch(batch_id)
         return build_batch(batch_id, h) if h else None
 
+    def list_batches(self, offset: int = 0, limit: int = 50) -> list[Batch]:
+        """Batches, newest first (the last 10,000 created; finished ones until they expire)."""
+        return [build_batch(i, h) for i, h in self.storage.read_batches(offset, limit) if h]
+
     def batch_members(self, batch_id: str, offset: int = 0, limit: int | None = None) -> list[str]:
         """Ids of a batch's jobs and nested batches, in the order they were added."""
         return self.storage.batch_members(batch_id, offset, -1 if limit is None else offset + limit - 1)
@@ -363,8 +367,9 @@ def transition_for(job_id: str, state: State, expected: Sequence[str] = (), *,
     elif isinstance(state, Scheduled):
         due = state.due_arg()
     entries = [(s.name, s.entry()) for s in (*elected, state)]
-    if isinstance(state, Failed) and state.exception_type:  # what bulk actions filter on
-        fields = {**(fields or {}), "error_type": state.exception_type}
+    failure = next((s for s in (state, *elected) if isinstance(s, Failed) and s.exception_type), None)
+    if failure is not None:  # what bulk actions filter on, and the retries list shows
+        fields = {**(fields or {}), "error_type": failure.exception_type or ""}
     return Transition(job_id=job_id, state=state.name, entries=entries, expected=tuple(expected),
                       unless=tuple(unless), token=token, queue=queue, front=front, due=due, final=state.final,
                       fields=fields or {})

@@ -18,6 +18,8 @@ class Keys:
         self.recurring_wake = prefix + "recurring:wake"
         self.paused = prefix + "paused-queues"
         self.queue_stats = prefix + "queue-stats"
+        self.batches = prefix + "batches"
+        self.custom_states = prefix + "custom-states"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"

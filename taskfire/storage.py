@@ -212,7 +212,7 @@ class Storage:
         """Creates batches and their jobs in one MULTI: no job can run, and no other
         client's call can come in between, before all of them exist. Idempotent per id,
         so a retry after a dropped connection is safe."""
-        opening: list[Any] = [self.retention_s, len(batches)]
+        opening: list[Any] = [self.retention_s, self.index_cap, len(batches)]
         for b in batches:
             opening += (b.id, b.total, b.parent)
         calls = [(SCRIPTS["batch_open"], opening), *self._create_calls(jobs, chunk)]
@@ -258,6 +258,20 @@ class Storage:
 
     def read_batch(self, batch_id: str) -> dict[bytes, bytes]:
         return self.redis.hgetall(self.keys.batch(batch_id))  # type: ignore[return-value]
+
+    def read_batches(self, offset: int, limit: int) -> list[tuple[str, dict[bytes, bytes]]]:
+        """A page of the batches index, newest first, with each batch's hash (empty for a
+        batch that expired since), in one round trip."""
+        ids: list[bytes] = self.redis.lrange(self.keys.batches, offset, offset + limit - 1)  # type: ignore[assignment]
+        pipe = self.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.hgetall(self.keys.batch(i.decode()))
+        return list(zip((i.decode() for i in ids), pipe.execute(), strict=True))
+
+    def custom_states(self) -> dict[str, str]:
+        """Every custom state a job has entered, and the kind of its index ("list" or "zset")."""
+        h: dict[bytes, bytes] = self.redis.hgetall(self.keys.custom_states)  # type: ignore[assignment]
+        return {k.decode(): v.decode() for k, v in sorted(h.items())}
 
     def batch_members(self, batch_id: str, start: int = 0, stop: int = -1) -> list[str]:
         ids: list[bytes] = self.redis.lrange(self.keys.batch_jobs(batch_id), start, stop)  # type: ignore[assignment]

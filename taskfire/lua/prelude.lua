@@ -30,6 +30,8 @@
 --   schedule            zset   delayed jobs and retries, score = due time
 --   processing          zset   running jobs, score = lease deadline
 --   state:<name>        final states: capped list, newest first; other states: zset by time
+--   custom-states       hash   name of each custom state ever entered -> 'list' (final) or
+--                              'zset': the kind of its index, for lists and counts
 --   stats:<name>        counter; stats:<name>:<hour> hourly counter that expires
 --   servers / server:<id>  zset by heartbeat / hash of one server's facts
 --   recurring           zset   recurring job ids, score = next run (+inf: disabled/never)
@@ -41,6 +43,7 @@
 --                              created, [finished, batch (the enclosing batch)]
 --   batch:<id>:jobs     list   its members' ids (jobs, and nested batches' ids)
 --   batch:<id>:continuations  list  ids of jobs Awaiting this batch
+--   batches             list   batch ids, newest first, capped like final states' indexes
 
 local PREFIX = ARGV[1]
 
@@ -52,6 +55,8 @@ local K = {
   recurring = PREFIX .. 'recurring',
   paused = PREFIX .. 'paused-queues',
   queue_stats = PREFIX .. 'queue-stats',
+  batches = PREFIX .. 'batches',
+  custom_states = PREFIX .. 'custom-states',
 }
 function K.recurring_job(id) return PREFIX .. 'recurring-job:' .. id end
 function K.batch(id) return PREFIX .. 'batch:' .. id end
@@ -73,6 +78,7 @@ function K.server(id) return PREFIX .. 'server:' .. id end
 
 local HOURLY_STATS_TTL = 8 * 24 * 3600
 local COUNTED = { Succeeded = true, Failed = true, Deleted = true }
+local BUILT_IN = { Succeeded = true, Failed = true, Deleted = true, Awaiting = true }
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -158,6 +164,9 @@ local function enter_state(id, state, now, opts)
     end
   else
     redis.call('HSET', jk, 'state', state, unpack(fields))
+    if not BUILT_IN[state] then
+      redis.call('HSETNX', K.custom_states, state, opts.final and 'list' or 'zset')
+    end
     if opts.final then
       redis.call('EXPIRE', jk, opts.retention)
       redis.call('EXPIRE', K.history(id), opts.retention)
