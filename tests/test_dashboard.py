@@ -49,9 +49,9 @@ def test_every_page_renders_with_real_data_and_escapes_what_users_wrote(tf, seed
     client = create_app(tf).test_client()
     for path in ["/", "/jobs/state/Enqueued?queue=parked", "/jobs/state/Scheduled", "/jobs/state/Failed",
                  "/jobs/state/Succeeded", "/jobs/state/Deleted", "/jobs/state/Awaiting", "/jobs/state/Processing",
-                 "/recurring", "/servers", "/queues", f"/jobs/{seeded['failed']}", "/api/stats",
-                 "/api/jobs/state/Failed", f"/api/jobs/{seeded['succeeded']}", "/api/servers", "/api/recurring",
-                 "/metrics"]:
+                 "/recurring", "/servers", "/queues", "/retries", "/batches", f"/jobs/{seeded['failed']}",
+                 "/api/stats", "/api/jobs/state/Failed", f"/api/jobs/{seeded['succeeded']}", "/api/servers",
+                 "/api/recurring", "/api/batches", "/metrics"]:
         r = client.get(path)
         assert r.status_code == 200, (path, r.status_code)
     page = client.get(f"/jobs/{seeded['enqueued']}").get_data(as_text=True)
@@ -69,6 +69,113 @@ def test_every_page_renders_with_real_data_and_escapes_what_users_wrote(tf, seed
     filtered = client.get("/jobs/state/Failed?function=record_order").get_data(as_text=True)
     assert seeded["failed"] in filtered
     assert seeded["failed"] not in client.get("/jobs/state/Failed?function=nomatch").get_data(as_text=True)
+
+
+def test_the_overview_graphs_a_day_and_a_week_of_hourly_outcomes(tf, start_worker):
+    start_worker()
+    ids = [jobs.add.enqueue(i, 1) for i in range(3)]
+    for i in ids:
+        wait_state(tf, i, "Succeeded")
+    client = create_app(tf).test_client()
+    hourly = client.get("/api/stats").get_json()["hourly"]
+    assert len(hourly["succeeded"]) == len(hourly["failed"]) == 7 * 24
+    assert hourly["succeeded"][-1] >= 3 and hourly["failed"][-1] == 0
+    page = client.get("/").get_data(as_text=True)
+    assert 'data-hours="24"' in page and 'data-hours="168"' in page
+
+
+def test_recurring_schedules_are_described_in_words_and_timelines_show_durations(tf, seeded, start_worker):
+    client = create_app(tf).test_client()
+    assert "Every day at 02:00" in client.get("/recurring").get_data(as_text=True)
+    start_worker()
+    jid = jobs.add.enqueue(2, 3)
+    wait_state(tf, jid, "Succeeded")
+    page = client.get(f"/jobs/{jid}").get_data(as_text=True)
+    assert re.search(r"after [\d.]+ (ms|s) processing", page) and re.search(r"after [\d.]+ (ms|s) enqueued", page)
+
+
+def test_custom_states_are_listed_and_counted_like_the_built_in_ones(tf):
+    from examples.waiting_ack import WaitingAck
+
+    jid = jobs.record_order.options(queue="parked").enqueue("custom")
+    assert tf.change_state(jid, WaitingAck(reason="sent", sent_to="sms"))
+    client = create_app(tf).test_client()
+    menu = client.get("/").get_data(as_text=True)
+    assert re.search(r'href="/jobs/state/WaitingAck">WaitingAck <span class="pill" data-count="WaitingAck">1<', menu)
+    listing = client.get("/jobs/state/WaitingAck").get_data(as_text=True)
+    assert jid in listing
+    assert client.get("/api/stats").get_json()["states"]["WaitingAck"] == 1
+    assert 'taskfire_jobs{state="WaitingAck"} 1' in client.get("/metrics").get_data(as_text=True)
+    assert tf.change_state(jid, Succeeded(reason="acknowledged"), "WaitingAck")
+    assert client.get("/api/stats").get_json()["states"]["WaitingAck"] == 0
+
+
+def test_an_application_adds_its_own_page_with_actions(tf):
+    from examples.waiting_ack import WaitingAck, add_pages
+
+    parked = jobs.record_order.options(queue="parked")
+    first, second = parked.enqueue("a <i>one</i>"), parked.enqueue("b")
+    for jid in (first, second):
+        assert tf.change_state(jid, WaitingAck(reason="sent", sent_to="<b>sms</b>"))
+    app = create_app(tf)
+    add_pages(app)
+    client = app.test_client()
+    page = client.get("/waiting-ack").get_data(as_text=True)
+    assert '<a href="/waiting-ack">WaitingAck</a>' in page  # its menu item
+    assert first in page and second in page and "&lt;b&gt;sms&lt;/b&gt;" in page and "<b>sms" not in page
+    assert client.post(f"/waiting-ack/{first}/acknowledge").status_code == 400  # no CSRF token
+    assert state_of(tf, first) == "WaitingAck"
+    token = csrf_of(client)
+    done = client.post(f"/waiting-ack/{first}/acknowledge", data={"csrf": token}, follow_redirects=True)
+    assert f"Job {first} acknowledged." in done.get_data(as_text=True)
+    client.post(f"/waiting-ack/{second}/reject", data={"csrf": token})
+    assert (state_of(tf, first), state_of(tf, second)) == ("Succeeded", "Failed")
+    again = client.post(f"/waiting-ack/{first}/acknowledge", data={"csrf": token}, follow_redirects=True)
+    assert "was no longer waiting" in again.get_data(as_text=True)
+    assert client.post(f"/waiting-ack/{first}/shrug", data={"csrf": token}).status_code == 400
+    read_only = create_app(tf, read_only=True)
+    add_pages(read_only)
+    viewer = read_only.test_client()
+    assert "Acknowledge" not in viewer.get("/waiting-ack").get_data(as_text=True)
+    assert viewer.post(f"/waiting-ack/{first}/reject", data={"csrf": csrf_of(viewer)}).status_code == 403
+
+
+def test_batches_and_retries_have_their_lists(tf, start_worker):
+    with tf.batch() as b:
+        b.enqueue(jobs.add, 1, 2)
+        b.enqueue(jobs.record_order.options(queue="parked"), "never runs here")
+    start_worker()
+    retrying = jobs.always_fails.options(retry_delays=[3600]).enqueue()
+    wait_for(lambda: (tf.get_job(retrying).retry_count == 1 and state_of(tf, retrying) == "Scheduled"), 30,
+             "the first attempt to fail and schedule a retry")
+    wait_for(lambda: tf.get_batch(b.id).succeeded == 1, 20, "the batch's runnable member")
+    client = create_app(tf).test_client()
+    batches = client.get("/batches").get_data(as_text=True)
+    assert b.id in batches and re.search(r"1 / 2", batches)
+    assert [x.id for x in tf.list_batches()] == [b.id]
+    assert client.get("/api/batches").get_json()[0]["id"] == b.id
+    retries = client.get("/retries").get_data(as_text=True)
+    assert retrying in retries and "ValueError" in retries
+    scheduled_not_retry = tf.schedule(jobs.add, 3600, 1, 1)
+    assert scheduled_not_retry not in client.get("/retries").get_data(as_text=True)
+
+
+def test_mounted_inside_another_app_under_a_prefix(tf, seeded):
+    from flask import Flask
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    host = Flask("host")
+    host.get("/")(lambda: "the host app")
+    host.wsgi_app = DispatcherMiddleware(host.wsgi_app, {"/taskfire": create_app(tf)})  # type: ignore[method-assign]
+    client = host.test_client()
+    assert client.get("/").get_data(as_text=True) == "the host app"
+    page = client.get("/taskfire/").get_data(as_text=True)
+    assert 'href="/taskfire/jobs/state/Failed"' in page and 'href="/taskfire/static/style.css"' in page
+    assert client.get("/taskfire/static/style.css").status_code == 200
+    token = re.search(r'data-csrf="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    r = client.post(f"/taskfire/jobs/{seeded['failed']}/requeue", data={"csrf": token})
+    assert r.status_code == 302 and r.headers["Location"].startswith("/taskfire/")
+    assert state_of(tf, seeded["failed"]) == "Enqueued"
 
 
 def test_unknown_ids_are_friendly_404s_and_bad_parameters_are_400s(tf, seeded):
@@ -139,17 +246,28 @@ def free_port() -> int:
 def test_the_pages_in_headless_chromium(tf, server, prefix, start_worker, tmp_path):
     from playwright.sync_api import sync_playwright
 
+    from examples.waiting_ack import WaitingAck
+
     start_worker()
     ok = jobs.echo.enqueue({"invoice": 42})
     bad = jobs.always_fails.enqueue()
+    retrying = jobs.always_fails.options(retry_delays=[3600]).enqueue()
+    with tf.batch() as b:
+        for n in range(3):
+            b.enqueue(jobs.add, n, 1)
+    waiting = jobs.record_order.options(queue="parked").enqueue("notify")
+    tf.change_state(waiting, WaitingAck(reason="sent", sent_to="sms"))
     tf.recurring.add_or_update("daily-report", jobs.record_order, Cron.daily(2), args=("report",))
     wait_state(tf, ok, "Succeeded")
     wait_state(tf, bad, "Failed", 30)
+    wait_for(lambda: tf.get_batch(b.id).state == "Finished", 20, "the batch to finish")
+    wait_for(lambda: tf.get_job(retrying).retry_count == 1, 20, "the retry to be scheduled")
     port = free_port()
     env = dict(os.environ, TASKFIRE_REDIS_URL=server.url, TASKFIRE_PREFIX=prefix)
     log = open(tmp_path / "dashboard.log", "wb")
     dash = subprocess.Popen([sys.executable, "-m", "taskfire", "dashboard", "--bind", f"127.0.0.1:{port}",
-                             "--workers", "1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--workers", "1", "--pages", "examples.waiting_ack:add_pages"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     shots = Path(os.environ.get("TASKFIRE_SCREENSHOTS", tmp_path / "screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
     base = f"http://127.0.0.1:{port}"
@@ -175,6 +293,18 @@ def test_the_pages_in_headless_chromium(tf, server, prefix, start_worker, tmp_pa
             wait_for(lambda: "report" in [v.decode() for v in tf.storage.redis.lrange(prefix + "test:order", 0, -1)],
                      what="the triggered job to run")
             page.screenshot(path=str(shots / "recurring.png"), full_page=True)
+            page.click("text=Retries")
+            assert retrying in page.content()
+            page.screenshot(path=str(shots / "retries.png"), full_page=True)
+            page.click("header >> text=Batches")
+            page.click(f"text={b.id}")
+            assert "3 succeeded" in page.content()
+            page.screenshot(path=str(shots / "batch.png"), full_page=True)
+            page.click("header >> text=WaitingAck")
+            page.screenshot(path=str(shots / "waiting-ack.png"), full_page=True)
+            page.click(f"#ack-{waiting} button:has-text('Acknowledge')")
+            assert "acknowledged" in page.locator(".flash").inner_text()
+            assert state_of(tf, waiting) == "Succeeded"
             page.emulate_media(color_scheme="dark")
             page.goto(base + "/servers")
             page.screenshot(path=str(shots / "servers-dark.png"), full_page=True)

@@ -6,6 +6,8 @@ servers.
     app = create_app(url, basic_auth=("ops", "secret"))          # or bearer_token="...",
     app = create_app(url, authorize=lambda request: ...)         # or your own check
     app = create_app(url, read_only=True)                        # shows all, changes nothing
+    add_page(app, "/waiting-ack", "WaitingAck", view)            # an application's own page
+
 
 Serve it with `taskfire dashboard --bind 127.0.0.1:8008` (gunicorn), or mount it in your
 own WSGI app under a prefix (werkzeug's DispatcherMiddleware, like Hangfire's /hangfire).
@@ -26,10 +28,12 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import msgspec
-from flask import Flask, Response, abort, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask import (Flask, Response, abort, current_app, flash, g, jsonify, redirect, render_template,
+                   render_template_string, request, session, url_for)
 from werkzeug.wrappers import Response as BaseResponse
 
 from taskfire import Taskfire
+from taskfire.cron import describe
 
 from . import data
 
@@ -44,6 +48,8 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
     """The dashboard app for one taskfire store (a URL, or a client to share)."""
     tf = redis if isinstance(redis, Taskfire) else Taskfire(redis, prefix=prefix)
     app = Flask(__name__)
+    app.extensions["taskfire"] = tf
+    app.config["TASKFIRE_MENU"] = []
     app.secret_key = secret_key or os.environ.get("TASKFIRE_DASHBOARD_SECRET") or secrets.token_hex(32)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     configured = authorize is not None or basic_auth is not None or bearer_token is not None
@@ -87,7 +93,7 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
         if "csrf" not in session:
             session["csrf"] = secrets.token_urlsafe(32)
         return {"csrf": session["csrf"], "read_only": read_only, "title": title, "states": data.STATES,
-                "refresh_ms": refresh_ms, "nav": nav_counts()}
+                "refresh_ms": refresh_ms, "nav": nav_counts(), "menu": app.config["TASKFIRE_MENU"]}
 
     def counts() -> dict[str, Any]:
         """This request's counts: read once, shared by the page and its menu."""
@@ -106,6 +112,18 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
         if not ts:
             return "—"
         return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    app.add_template_filter(describe, "describe_cron")
+
+    @app.template_filter("duration")
+    def duration(seconds: float) -> str:
+        if seconds < 1:
+            return f"{seconds * 1000:.0f} ms"
+        if seconds < 120:
+            return f"{seconds:.1f} s"
+        if seconds < 7200:
+            return f"{seconds / 60:.1f} min"
+        return f"{seconds / 3600:.1f} h"
 
     @app.template_filter("pretty")
     def pretty(value: Any) -> str:
@@ -168,6 +186,18 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
     @app.get("/queues")
     def queues_page() -> str:
         return render_template("queues.html", queues=tf.queues.list())
+
+    @app.get("/retries")
+    def retries() -> str:
+        page = int_arg("page", 1, 1)
+        rows, more = data.retries_page(tf, (page - 1) * PAGE_SIZE, PAGE_SIZE)
+        return render_template("retries.html", rows=rows, page=page, more=more)
+
+    @app.get("/batches")
+    def batches() -> str:
+        page = int_arg("page", 1, 1)
+        found = tf.list_batches((page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
+        return render_template("batches.html", batches=found[:PAGE_SIZE], page=page, more=len(found) > PAGE_SIZE)
 
     @app.get("/batches/<batch_id>")
     def batch_page(batch_id: str) -> str:
@@ -251,6 +281,11 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
             abort(404, f"no job {job_id!r}")
         return Response(msgspec.json.encode(job), mimetype="application/json")
 
+    @app.get("/api/batches")
+    def api_batches() -> Response:
+        offset, limit = int_arg("offset", 0), int_arg("limit", PAGE_SIZE, 1, 1000)
+        return Response(msgspec.json.encode(tf.list_batches(offset, limit)), mimetype="application/json")
+
     @app.get("/api/servers")
     def api_servers() -> Response:
         return jsonify(data.servers(tf))
@@ -287,3 +322,30 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
         return render_template("error.html", code=405, message="this address takes a POST from the dashboard's buttons"), 405
 
     return app
+
+
+def add_page(app: Flask, rule: str, title: str, view: Callable[..., Any], *,
+             methods: tuple[str, ...] = ("GET",), menu: bool = True) -> None:
+    """Adds an application's own page to the dashboard (and a menu item, unless
+    `menu=False`, e.g. for the POST address of its buttons). The view is a Flask view
+    whose endpoint (for `url_for`) is "page_" + its function's name: it reads the store
+    through `client()` and renders with `render_page`. Its POSTs pass the same
+    authorization and CSRF check as the built-in actions."""
+    endpoint = f"page_{view.__name__}"
+    app.add_url_rule(rule, endpoint, view, methods=list(methods))
+    if menu:
+        app.config["TASKFIRE_MENU"].append((title, endpoint))
+
+
+def client() -> Taskfire:
+    """The taskfire client of the dashboard serving this request."""
+    return current_app.extensions["taskfire"]  # type: ignore[no-any-return]
+
+
+def render_page(title: str, body: str, **context: Any) -> str:
+    """Renders `body`, a Jinja template (escaping every value, as the built-in pages do),
+    inside the dashboard's layout. The macros `post(url, label)` (a CSRF-protected
+    button) and `job_link(id)` are at hand, and so are `csrf` and `read_only`."""
+    source = ('{% extends "base.html" %}{% from "macros.html" import post, job_link with context %}'
+              '{% block title %}{{ page_title }}{% endblock %}{% block body %}' + body + '{% endblock %}')
+    return render_template_string(source, page_title=title, **context)

@@ -14,11 +14,22 @@ STATES = ("Enqueued", "Scheduled", "Processing", "Awaiting", "Succeeded", "Faile
 FILTER_WINDOW = 5000
 
 
+#: Hourly buckets the history graphs show (a week; the buckets live 8 days).
+HISTORY_HOURS = 7 * 24
+
+
 def counts(tf: Taskfire) -> dict[str, Any]:
-    """Jobs per state and per queue, totals and the last 24 hourly buckets, in one trip."""
+    """Jobs per state (custom states too) and per queue, totals, and the last week's
+    hourly buckets, in two round trips."""
     s, k = tf.storage, tf.storage.keys
-    queues = sorted(q.decode() for q in s.redis.smembers(k.queues))  # type: ignore[union-attr]
+    pipe = s.redis.pipeline(transaction=False)
+    pipe.smembers(k.queues)
+    pipe.hgetall(k.custom_states)
+    names, custom = pipe.execute()
+    queues = sorted(q.decode() for q in names)
+    custom = {n.decode(): kind for n, kind in sorted(custom.items()) if n.decode() not in STATES}
     hour = int(time.time() // 3600)
+    hours = range(hour - HISTORY_HOURS + 1, hour + 1)
     pipe = s.redis.pipeline(transaction=False)
     for q in queues:
         pipe.llen(k.queue(q))
@@ -28,28 +39,27 @@ def counts(tf: Taskfire) -> dict[str, Any]:
     pipe.llen(k.state("Succeeded"))
     pipe.zcard(k.state("Failed"))
     pipe.llen(k.state("Deleted"))
-    for name in ("Succeeded", "Failed", "Deleted"):
-        pipe.get(k.stat(name))
-    for name in ("Succeeded", "Failed"):
-        for h in range(hour - 23, hour + 1):
-            pipe.get(k.stat(name, h))
+    for name, kind in custom.items():
+        (pipe.llen if kind == b"list" else pipe.zcard)(k.state(name))
+    pipe.mget([k.stat(name) for name in ("Succeeded", "Failed", "Deleted")])
+    pipe.mget([k.stat("Succeeded", h) for h in hours])
+    pipe.mget([k.stat("Failed", h) for h in hours])
     pipe.zcard(k.servers)
     pipe.zcard(k.recurring)
     pipe.smembers(k.paused)
     r = pipe.execute()
     lengths = dict(zip(queues, r[:len(queues)], strict=True))
     r = r[len(queues):]
-    scheduled, processing, awaiting, succeeded, failed, deleted = r[:6]
-    totals = {n: int(v or 0) for n, v in zip(("succeeded", "failed", "deleted"), r[6:9], strict=True)}
-    hourly_ok = [int(v or 0) for v in r[9:33]]
-    hourly_failed = [int(v or 0) for v in r[33:57]]
-    servers, recurring, paused = r[57:60]
+    states = dict(zip(STATES, [sum(lengths.values()), *r[:6]], strict=True))
+    states.update(zip(custom, r[6:6 + len(custom)], strict=True))
+    totals, hourly_ok, hourly_failed, servers, recurring, paused = r[6 + len(custom):]
     return {
-        "states": {"Enqueued": sum(lengths.values()), "Scheduled": scheduled, "Processing": processing,
-                   "Awaiting": awaiting, "Succeeded": succeeded, "Failed": failed, "Deleted": deleted},
+        "states": states, "custom_states": list(custom),
         "queues": [{"name": q, "length": n, "paused": q.encode() in paused} for q, n in lengths.items()],
-        "totals": totals, "servers": servers, "recurring": recurring,
-        "hourly": {"first_hour": (hour - 23) * 3600, "succeeded": hourly_ok, "failed": hourly_failed},
+        "totals": {n: int(v or 0) for n, v in zip(("succeeded", "failed", "deleted"), totals, strict=True)},
+        "servers": servers, "recurring": recurring,
+        "hourly": {"first_hour": hours[0] * 3600, "succeeded": [int(v or 0) for v in hourly_ok],
+                   "failed": [int(v or 0) for v in hourly_failed]},
         "time": time.time(),
     }
 
@@ -95,6 +105,17 @@ def filtered_page(tf: Taskfire, state: str, offset: int, limit: int, queue: str 
     window = summaries(tf, job_ids(tf, state, 0, FILTER_WINDOW, queue))
     matching = [r for r in window if r["function"] and function in r["function"]]
     return matching[offset:offset + limit], len(matching) > offset + limit
+
+
+def retries_page(tf: Taskfire, offset: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """(rows, more): Scheduled jobs that wait for another attempt (they have failed at
+    least once), soonest first, among the first FILTER_WINDOW scheduled jobs."""
+    window = summaries(tf, job_ids(tf, "Scheduled", 0, FILTER_WINDOW))
+    waiting = [r for r in window if r["retries"] and r["state"] == "Scheduled"]
+    due = tf.storage.redis.zmscore(tf.storage.keys.schedule, [r["id"] for r in waiting[offset:offset + limit]]) \
+        if waiting[offset:offset + limit] else []
+    rows = [{**r, "due": d / 1000 if d else None} for r, d in zip(waiting[offset:offset + limit], due, strict=True)]
+    return rows, len(waiting) > offset + limit
 
 
 def servers(tf: Taskfire) -> list[dict[str, Any]]:

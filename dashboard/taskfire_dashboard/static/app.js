@@ -25,11 +25,11 @@
     ctx.fillText(String(Math.round(max * 10) / 10), 4, 12);
   }
 
-  const history = document.getElementById("history");
-  if (history) {
-    const data = JSON.parse(history.dataset.history);
-    draw(history, [data.succeeded, data.failed], ["#2f9e44", "#d6336c"]);
-  }
+  document.querySelectorAll("canvas.history").forEach((canvas) => {
+    const data = JSON.parse(canvas.dataset.history);
+    const hours = parseInt(canvas.dataset.hours, 10);
+    draw(canvas, [data.succeeded.slice(-hours), data.failed.slice(-hours)], ["#2f9e44", "#d6336c"]);
+  });
 
   async function poll() {
     try {
