@@ -12,7 +12,7 @@ import sys
 import time
 import traceback
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import redis
 
@@ -107,7 +107,7 @@ def _asdict(config: cfg.WorkerConfig) -> dict[str, Any]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Embedded server + worker (+ demo jobs), until Ctrl-C."""
+    """Embedded server + worker + dashboard (+ demo jobs), until Ctrl-C."""
     from .embedded import EmbeddedServer
     setup_logging(os.environ.get("TASKFIRE_LOG_LEVEL", "INFO"))
     server = EmbeddedServer(args.data_dir)
@@ -126,13 +126,23 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.demo and not args.queues:
         worker_args += ["--queues", "critical,default,low"]
     worker = subprocess.Popen(worker_args, env=env)
+    children = [worker]
+    if args.dashboard != "off":
+        dashboard_args = [sys.executable, "-m", "taskfire", "dashboard", "--bind", args.dashboard, "--workers", "1"]
+        if args.prefix:
+            dashboard_args += ["--prefix", args.prefix]
+        children.append(subprocess.Popen(dashboard_args, env=env))
     stopping = False
+
+    def stop_children() -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
 
     def on_signal(signum: int, frame: Any) -> None:
         nonlocal stopping
         stopping = True
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
+        stop_children()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -144,9 +154,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         while worker.poll() is None:
             time.sleep(0.2)
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-        worker.wait()
+        stop_children()
+        for child in children:
+            child.wait()
         if not joined:
             server.stop()
     return 0 if stopping else (worker.returncode or 0)
@@ -263,6 +273,22 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def resolve_callable(target: str, option: str) -> Callable[..., Any]:
+    """`module:function` imported, or a ConfigError naming what is wrong with it."""
+    module_name, sep, name = target.partition(":")
+    if not sep or not module_name or not name:
+        raise ConfigError(f"{option} takes MODULE:FUNCTION, not {target!r}")
+    try:
+        found = getattr(importlib.import_module(module_name), name)
+    except ImportError as exc:
+        raise ConfigError(f"{option} {target}: cannot import {module_name!r}: {exc}") from exc
+    except AttributeError:
+        raise ConfigError(f"{option} {target}: module {module_name!r} has no {name!r}") from None
+    if not callable(found):
+        raise ConfigError(f"{option} {target}: {name!r} is not a function")
+    return found  # type: ignore[no-any-return]
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Serves the dashboard with gunicorn."""
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped,unused-ignore]
@@ -283,6 +309,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     secret = os.environ.get("TASKFIRE_DASHBOARD_SECRET") or os.urandom(32).hex()  # one per server, shared by its workers
     app = create_app(url, prefix=args.prefix, basic_auth=basic, bearer_token=args.bearer_token,
                      read_only=args.read_only, secret_key=secret)
+    for target in args.pages:
+        add_pages = resolve_callable(target, "--pages")
+        add_pages(app)
     host, _, port = args.bind.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"--bind takes HOST:PORT, not {args.bind!r}")
@@ -336,6 +365,8 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("modules", nargs="*", help="job modules for the worker")
     u.add_argument("--demo", action="store_true", help="enqueue sample jobs and report on them")
     u.add_argument("--data-dir", default=None, help="where the embedded server keeps its data [TASKFIRE_DATA_DIR]")
+    u.add_argument("--dashboard", default="127.0.0.1:8008", metavar="HOST:PORT",
+                   help="where to serve the dashboard (default 127.0.0.1:8008), or 'off'")
     for flag in ("queues", "processes", "threads", "prefix"):
         u.add_argument(f"--{flag}", default=None, help=cfg.HELP[flag])
     u.set_defaults(run=cmd_up)
@@ -387,6 +418,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--basic-auth", default=None, help="USER:PASSWORD required of every request")
     d.add_argument("--bearer-token", default=None, help="a token accepted as 'Authorization: Bearer ...'")
     d.add_argument("--access-log", action="store_true", help="log each request")
+    d.add_argument("--pages", action="append", default=[], metavar="MODULE:FUNCTION",
+                   help="a function called with the app to add the application's own pages (repeatable)")
     connection(d)
     d.set_defaults(run=cmd_dashboard)
 

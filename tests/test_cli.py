@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from taskfire import Taskfire
-from taskfire.embedded import EmbeddedServer
+from taskfire.embedded import EmbeddedServer, free_port
 from tests import jobs
 from tests.conftest import ROOT, wait_for
 
@@ -22,11 +25,20 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
                           text=True, timeout=60, env=dict(os.environ, **(env or {})))
 
 
-def test_up_demo_runs_the_sample_jobs_on_the_embedded_server_and_stops_cleanly(tmp_path):
+def dashboard_stats(port: int) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/stats", timeout=5) as r:
+            return json.loads(r.read())  # type: ignore[no-any-return]
+    except OSError:
+        return None
+
+
+def test_up_demo_runs_the_sample_jobs_on_the_embedded_server_with_its_dashboard_and_stops_cleanly(tmp_path):
     data = tmp_path / "data"
     out = tmp_path / "up.log"
+    port = free_port()
     with open(out, "wb") as log:
-        up = subprocess.Popen([sys.executable, "-m", "taskfire", "up", "--demo"], cwd=ROOT,
+        up = subprocess.Popen([sys.executable, "-m", "taskfire", "up", "--demo", "--dashboard", f"127.0.0.1:{port}"], cwd=ROOT,
                               env=dict(os.environ, TASKFIRE_DATA_DIR=str(data), PYTHONUNBUFFERED="1"),
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -38,9 +50,13 @@ def test_up_demo_runs_the_sample_jobs_on_the_embedded_server_and_stops_cleanly(t
                          r"nightly_report\(\.\.\.\) in 3 s\s+Enqueued \(Scheduled time reached\)",
                          r"import_file\('prices.csv'\)\s+=> ValueError: prices.csv, line 3"]:
             assert re.search("demo: " + expected, text()), expected
+        assert f"taskfire dashboard on http://127.0.0.1:{port}/" in text()
+        stats = wait_for(lambda: dashboard_stats(port), 30, "the dashboard to answer")
+        assert stats["totals"]["succeeded"] >= 2 and stats["states"]["Failed"] == 1, stats
         state = (data / "server.json").read_text()
         up.send_signal(signal.SIGINT)  # Ctrl-C
         assert up.wait(30) == 0, text()
+        assert dashboard_stats(port) is None  # the dashboard stopped with it
     finally:
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)
@@ -94,6 +110,17 @@ def test_job_and_stats_commands(tf, server, prefix):
 def test_an_unreachable_redis_is_reported_plainly():
     result = run_cli("stats", "--redis-url", "redis://127.0.0.1:1/0")
     assert result.returncode == 1 and "cannot reach Redis" in result.stderr
+
+
+@pytest.mark.parametrize("pages, problem", [
+    ("examples.waiting_ack", "--pages takes MODULE:FUNCTION, not 'examples.waiting_ack'"),
+    ("no_such_module:add_pages", "cannot import 'no_such_module'"),
+    ("examples.waiting_ack:nothing_here", "module 'examples.waiting_ack' has no 'nothing_here'"),
+    ("examples.waiting_ack:WAITING_PAGE", "'WAITING_PAGE' is not a function"),
+])
+def test_dashboard_pages_that_cannot_be_loaded_are_named(server, pages, problem):
+    r = run_cli("dashboard", "--bind", f"127.0.0.1:{free_port()}", "--pages", pages, "--redis-url", server.url)
+    assert r.returncode == 2 and problem in r.stderr, r.stderr
 
 
 @pytest.mark.timeout(120)
