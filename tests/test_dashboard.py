@@ -51,11 +51,16 @@ def test_every_page_renders_with_real_data_and_escapes_what_users_wrote(tf, seed
                  "/jobs/state/Succeeded", "/jobs/state/Deleted", "/jobs/state/Awaiting", "/jobs/state/Processing",
                  "/recurring", "/servers", "/queues", "/retries", "/batches", f"/jobs/{seeded['failed']}",
                  "/api/stats", "/api/jobs/state/Failed", f"/api/jobs/{seeded['succeeded']}", "/api/servers",
-                 "/api/recurring", "/api/batches", "/metrics"]:
+                 "/api/recurring", "/api/batches", "/api/queues", "/metrics"]:
         r = client.get(path)
         assert r.status_code == 200, (path, r.status_code)
     page = client.get(f"/jobs/{seeded['enqueued']}").get_data(as_text=True)
     assert "&lt;script&gt;alert(" in page and "<script>alert(" not in page
+    assert "parked" in [q["name"] for q in client.get("/api/queues").get_json()]
+    kept = client.get("/jobs/state/Succeeded").get_data(as_text=True)
+    assert "Listing the 1 kept: succeeded jobs are kept 24.0 h (the newest 10000 at most)" in kept
+    stats = client.get("/api/stats").get_json()
+    assert stats["states"]["Succeeded"] == stats["totals"]["succeeded"] == 1 and stats["kept"]["Succeeded"] == 1
     failed = client.get(f"/jobs/{seeded['failed']}").get_data(as_text=True)
     assert "boom &lt;b&gt;bold&lt;/b&gt;" in failed and "<b>bold</b>" not in failed
     listing = client.get("/jobs/state/Failed").get_data(as_text=True)
@@ -92,6 +97,20 @@ def test_recurring_schedules_are_described_in_words_and_timelines_show_durations
     wait_state(tf, jid, "Succeeded")
     page = client.get(f"/jobs/{jid}").get_data(as_text=True)
     assert re.search(r"after [\d.]+ (ms|s) processing", page) and re.search(r"after [\d.]+ (ms|s) enqueued", page)
+
+
+def test_the_servers_page_says_what_each_server_is_running(tf, start_worker):
+    start_worker()
+    jid = jobs.until_cancelled.enqueue()
+    wait_state(tf, jid, "Processing")
+    client = create_app(tf).test_client()
+    (facts,) = client.get("/api/servers").get_json()
+    assert [r["id"] for r in facts["running"]] == [jid]
+    page = client.get("/servers").get_data(as_text=True)
+    assert f'href="/jobs/{jid}">tests.jobs:until_cancelled</a>' in page
+    tf.delete(jid)
+    wait_for(lambda: not client.get("/api/servers").get_json()[0]["running"], 20, "the job to stop")
+    assert "idle" in client.get("/servers").get_data(as_text=True)
 
 
 def test_custom_states_are_listed_and_counted_like_the_built_in_ones(tf):

@@ -160,8 +160,10 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
         function = request.args.get("function") or None
         rows, more = data.filtered_page(tf, state, (page - 1) * PAGE_SIZE, PAGE_SIZE, queue, function)
         queues = counts()["queues"] if state == "Enqueued" else []
+        kept = counts()["kept"].get(state)
         return render_template("jobs.html", state=state, rows=rows, page=page, more=more, queue=queue,
-                               function=function or "", queues=queues)
+                               function=function or "", queues=queues, kept=kept,
+                               retention_s=tf.storage.retention_s, index_cap=tf.storage.index_cap)
 
     @app.get("/jobs/find")
     def find() -> BaseResponse:
@@ -280,6 +282,10 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
         if job is None:
             abort(404, f"no job {job_id!r}")
         return Response(msgspec.json.encode(job), mimetype="application/json")
+
+    @app.get("/api/queues")
+    def api_queues() -> Response:
+        return Response(msgspec.json.encode(tf.queues.list()), mimetype="application/json")
 
     @app.get("/api/batches")
     def api_batches() -> Response:

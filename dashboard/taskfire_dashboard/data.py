@@ -53,10 +53,15 @@ def counts(tf: Taskfire) -> dict[str, Any]:
     states = dict(zip(STATES, [sum(lengths.values()), *r[:6]], strict=True))
     states.update(zip(custom, r[6:6 + len(custom)], strict=True))
     totals, hourly_ok, hourly_failed, servers, recurring, paused = r[6 + len(custom):]
+    totals = {n: int(v or 0) for n, v in zip(("succeeded", "failed", "deleted"), totals, strict=True)}
+    kept = {"Succeeded": states["Succeeded"], "Deleted": states["Deleted"]}
+    # Final states count every job that ever got there (as Hangfire does); their lists
+    # keep the newest index_cap ids, each until its retention period ends.
+    states["Succeeded"], states["Deleted"] = totals["succeeded"], totals["deleted"]
     return {
-        "states": states, "custom_states": list(custom),
+        "states": states, "kept": kept, "custom_states": list(custom),
         "queues": [{"name": q, "length": n, "paused": q.encode() in paused} for q, n in lengths.items()],
-        "totals": {n: int(v or 0) for n, v in zip(("succeeded", "failed", "deleted"), totals, strict=True)},
+        "totals": totals,
         "servers": servers, "recurring": recurring,
         "hourly": {"first_hour": hours[0] * 3600, "succeeded": [int(v or 0) for v in hourly_ok],
                    "failed": [int(v or 0) for v in hourly_failed]},
@@ -118,9 +123,26 @@ def retries_page(tf: Taskfire, offset: int, limit: int) -> tuple[list[dict[str, 
     return rows, len(waiting) > offset + limit
 
 
+#: Running jobs looked at, at most, to say what each server is doing.
+RUNNING_WINDOW = 1000
+
+
 def servers(tf: Taskfire) -> list[dict[str, Any]]:
+    """Live servers with their heartbeat age and the jobs they are running (a lease
+    token starts with its worker's id, "<server id>/<slot>")."""
     now = tf.storage.server_time_ms()
+    running: dict[str, list[dict[str, Any]]] = {}
+    ids = job_ids(tf, "Processing", 0, RUNNING_WINDOW)
+    pipe = tf.storage.redis.pipeline(transaction=False)
+    for i in ids:
+        pipe.hmget(tf.storage.keys.job(i), "lease", "fn", "started")
+    for i, (lease, fn, started) in zip(ids, pipe.execute(), strict=True):
+        if lease and fn:
+            server_id = lease.decode().rpartition("/")[0]
+            running.setdefault(server_id, []).append(
+                {"id": i, "function": fn.decode(), "seconds": (now - int(started or now)) / 1000})
     out = []
     for facts in tf.servers():
-        out.append({**facts, "heartbeat_age": (now - int(facts.get("heartbeat", now))) / 1000})
+        out.append({**facts, "heartbeat_age": (now - int(facts.get("heartbeat", now))) / 1000,
+                    "running": running.get(facts["id"], [])})
     return out
