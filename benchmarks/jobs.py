@@ -16,3 +16,8 @@ def incr() -> None:
 def stamp(sent: float) -> None:
     client = default_client()
     client.storage.redis.rpush(client.prefix + "bench:latency", repr(time.time() - sent))
+
+
+@job(retries=0)
+def fails() -> None:
+    raise ValueError("a benchmark job that fails")
