@@ -47,6 +47,9 @@ def seeded(tf):
 
 def test_every_page_renders_with_real_data_and_escapes_what_users_wrote(tf, seeded):
     client = create_app(tf).test_client()
+    walks = lambda: {k: v["calls"] for k, v in tf.storage.redis.info("commandstats").items()  # noqa: E731
+                     if k in ("cmdstat_keys", "cmdstat_scan")}
+    before = walks()
     for path in ["/", "/jobs/state/Enqueued?queue=parked", "/jobs/state/Scheduled", "/jobs/state/Failed",
                  "/jobs/state/Succeeded", "/jobs/state/Deleted", "/jobs/state/Awaiting", "/jobs/state/Processing",
                  "/recurring", "/servers", "/queues", "/retries", "/batches", f"/jobs/{seeded['failed']}",
@@ -54,6 +57,7 @@ def test_every_page_renders_with_real_data_and_escapes_what_users_wrote(tf, seed
                  "/api/recurring", "/api/batches", "/api/queues", "/metrics"]:
         r = client.get(path)
         assert r.status_code == 200, (path, r.status_code)
+    assert walks() == before  # no page walks the keyspace (KEYS or SCAN)
     page = client.get(f"/jobs/{seeded['enqueued']}").get_data(as_text=True)
     assert "&lt;script&gt;alert(" in page and "<script>alert(" not in page
     assert "parked" in [q["name"] for q in client.get("/api/queues").get_json()]
