@@ -201,6 +201,17 @@ def test_mounted_inside_another_app_under_a_prefix(tf, seeded):
     assert state_of(tf, seeded["failed"]) == "Enqueued"
 
 
+def test_pages_of_a_long_list_link_to_each_other_keeping_the_filter(tf):
+    ids = jobs.record_order.options(queue="parked").enqueue_many([(f"o{i}",) for i in range(120)])
+    client = create_app(tf).test_client()
+    first = client.get("/jobs/state/Enqueued?queue=parked&function=record").get_data(as_text=True)
+    assert ids[0] in first and ids[50] not in first  # next to run first
+    assert 'href="/jobs/state/Enqueued?page=2&amp;queue=parked&amp;function=record"' in first and "Newer" not in first
+    third = client.get("/jobs/state/Enqueued?queue=parked&function=record&page=3").get_data(as_text=True)
+    assert ids[119] in third and ids[99] not in third and "Older" not in third
+    assert 'href="/jobs/state/Enqueued?page=2&amp;queue=parked&amp;function=record"' in third
+
+
 def test_unknown_ids_are_friendly_404s_and_bad_parameters_are_400s(tf, seeded):
     client = create_app(tf).test_client()
     r = client.get("/jobs/" + "0" * 24)
