@@ -18,6 +18,7 @@ class Keys:
         self.recurring_wake = prefix + "recurring:wake"
         self.paused = prefix + "paused-queues"
         self.queue_stats = prefix + "queue-stats"
+        self.job_metrics = prefix + "job-metrics"  # run-time buckets and retries per function
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
