@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -80,8 +81,8 @@ class Lan:
 
     def __init__(self, data_dir: Path) -> None:
         tag = secrets.token_hex(3)  # parallel runs get their own names
-        self.redis_ns = f"tf-{tag}-redis"
-        self.hosts = {f"host{i}": f"tf-{tag}-host{i}" for i in (1, 2, 3)}
+        self.redis_ns = f"tf{os.getpid()}-{tag}-redis"
+        self.hosts = {f"host{i}": f"tf{os.getpid()}-{tag}-host{i}" for i in (1, 2, 3)}
         self.observer_link = f"tf{tag}o"
         self.data_dir = data_dir
         self.server: subprocess.Popen[bytes] | None = None
@@ -152,11 +153,20 @@ class Lan:
         subprocess.run([IP or "ip", "link", "del", self.observer_link], capture_output=True)  # gone with its peer
 
 
+def remove_orphans() -> None:
+    """Deletes the namespaces of runs whose test process died without cleaning up."""
+    listing = subprocess.run([IP or "ip", "netns", "list"], capture_output=True, text=True).stdout
+    for match in re.finditer(r"^(tf(\d+)-[0-9a-f]{6}-\w+)", listing, re.MULTILINE):
+        if not Path(f"/proc/{match.group(2)}").exists():
+            subprocess.run([IP or "ip", "netns", "del", match.group(1)], capture_output=True)
+
+
 @pytest.fixture(scope="module")
 def lan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lan]:
     reason = why_no_netns()
     if reason:
         pytest.skip(f"many-hosts tests need network namespaces: {reason}")
+    remove_orphans()
     network = Lan(tmp_path_factory.mktemp("lan") / "redis")
     try:
         network.build()
