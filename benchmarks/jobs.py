@@ -16,3 +16,13 @@ def incr() -> None:
 def stamp(sent: float) -> None:
     client = default_client()
     client.storage.redis.rpush(client.prefix + "bench:latency", repr(time.time() - sent))
+
+
+@job
+def noop() -> None:
+    """Nothing at all: what is left is taskfire's own cost (benchmarks.scaling)."""
+
+
+@job
+def sleep_1ms() -> None:
+    time.sleep(0.001)
