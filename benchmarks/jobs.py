@@ -1,4 +1,5 @@
-"""Benchmark jobs: each does the same one Redis command any peer's benchmark job does."""
+"""Benchmark jobs: incr and stamp do the same one Redis command any peer's benchmark job does;
+noop and sleep_1ms (benchmarks.scaling) none."""
 
 import time
 
@@ -13,12 +14,6 @@ def incr() -> None:
 
 
 @job
-def stamp(sent: float) -> None:
-    client = default_client()
-    client.storage.redis.rpush(client.prefix + "bench:latency", repr(time.time() - sent))
-
-
-@job
 def noop() -> None:
     """Nothing at all: what is left is taskfire's own cost (benchmarks.scaling)."""
 
@@ -26,3 +21,9 @@ def noop() -> None:
 @job
 def sleep_1ms() -> None:
     time.sleep(0.001)
+
+
+@job
+def stamp(sent: float) -> None:
+    client = default_client()
+    client.storage.redis.rpush(client.prefix + "bench:latency", repr(time.time() - sent))

@@ -17,8 +17,8 @@ class Keys:
         self.recurring = prefix + "recurring"
         self.recurring_wake = prefix + "recurring:wake"
         self.paused = prefix + "paused-queues"
-        self.queue_stats = prefix + "queue-stats"
         self.job_metrics = prefix + "job-metrics"  # run-time buckets and retries per function
+        self.queue_stats = prefix + "queue-stats"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"

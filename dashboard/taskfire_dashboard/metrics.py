@@ -1,7 +1,7 @@
 """The dashboard's Prometheus /metrics: jobs per state, queues (length, paused, age of the
 oldest waiting job), outcomes, servers (alive, heartbeat age), and what the workers flush
-(run-time histogram and retries per function; see taskfire.metrics). Four round trips
-however many jobs are stored."""
+(run-time histogram and retries per function; see taskfire.metrics). A handful of round
+trips, however many jobs are stored."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from typing import Any
 
 from taskfire import Taskfire
 from taskfire.metrics import read_job_metrics
-
-from . import data
 
 #: Seconds after which a server that stopped beating counts as dead, when it does not say
 #: (the worker's default --server-timeout).
@@ -69,14 +67,13 @@ def exposition(tf: Taskfire, counts: dict[str, Any]) -> str:
     for q in queues:
         out.sample("taskfire_queue_paused", int(q.paused), queue=q.name)
 
-    servers = data.servers(tf)
+    servers = [(s, max(0.0, (now_ms - int(s.get("heartbeat") or 0)) / 1000)) for s in tf.servers()]
     out.metric("taskfire_servers_alive", "gauge", "Servers whose last heartbeat is within their server timeout.")
     out.sample("taskfire_servers_alive", sum(
-        1 for s in servers if s["heartbeat_age"] <= float(s.get("timeout") or DEFAULT_SERVER_TIMEOUT)))
+        1 for s, age in servers if age <= float(s.get("timeout") or DEFAULT_SERVER_TIMEOUT)))
     out.metric("taskfire_server_heartbeat_age_seconds", "gauge", "Seconds since each server's last heartbeat.")
-    for s in servers:
-        out.sample("taskfire_server_heartbeat_age_seconds", round(s["heartbeat_age"], 3), server=s["id"],
-                   host=s.get("host", ""))
+    for s, age in servers:
+        out.sample("taskfire_server_heartbeat_age_seconds", round(age, 3), server=s["id"], host=s.get("host", ""))
 
     functions = read_job_metrics(tf)
     out.metric("taskfire_job_duration_seconds", "histogram",
