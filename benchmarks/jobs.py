@@ -1,4 +1,5 @@
-"""Benchmark jobs: each does the same one Redis command any peer's benchmark job does."""
+"""Benchmark jobs: incr and stamp do the same one Redis command any peer's benchmark job does;
+noop and sleep_1ms (benchmarks.scaling) none."""
 
 import time
 
@@ -10,6 +11,16 @@ from taskfire.client import default_client
 def incr() -> None:
     client = default_client()
     client.storage.redis.incr(client.prefix + "bench:done")
+
+
+@job
+def noop() -> None:
+    """Nothing at all: what is left is taskfire's own cost (benchmarks.scaling)."""
+
+
+@job
+def sleep_1ms() -> None:
+    time.sleep(0.001)
 
 
 @job

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import redis
 
 from . import config as cfg
+from . import logs
 from .client import Taskfire
 from .errors import ConfigError, TaskfireError
 from .job import registry
@@ -24,11 +25,9 @@ from .job import registry
 log = logging.getLogger("taskfire")
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(process)d %(name)s: %(message)s")
-    logging.getLogger("redis").setLevel(logging.WARNING)  # its DEBUG lines are not ours
+def setup_logging(level: str, log_format: str | None = None) -> None:
+    """Text or JSON lines on stderr (the format defaults to TASKFIRE_LOG_FORMAT, else text)."""
+    logs.configure(level, log_format or os.environ.get("TASKFIRE_LOG_FORMAT") or "text")
 
 
 def import_modules(modules: Sequence[str]) -> None:
@@ -83,7 +82,7 @@ def warn_about_server(url: str, prefix: str) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     config = worker_config(args)
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     if config.redis_url == "embedded":
         from .embedded import EmbeddedServer
         config = cfg.WorkerConfig(**{**_asdict(config), "redis_url": EmbeddedServer.shared().url})

@@ -15,6 +15,7 @@ from .errors import ConfigError
 from .states import check_queue_name
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+LOG_FORMATS = ("text", "json")
 
 
 def parse_queue_spec(spec: str) -> tuple[str, int | None]:
@@ -44,6 +45,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_recoveries: int = 5
     retention: float = 86400.0
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics_interval: float = 5.0
     scheduler: bool = True
     async_limit: int = 1000
     recurring_file: str = ""
@@ -73,6 +76,10 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError("server_timeout must be at least twice heartbeat_interval")
         if self.shutdown_timeout < 0 or self.max_recoveries < 0:
             raise ConfigError("shutdown_timeout and max_recoveries must not be negative")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log_format must be {' or '.join(LOG_FORMATS)}, not {self.log_format!r}")
+        if not 0.1 <= self.metrics_interval <= 3600:
+            raise ConfigError("metrics_interval must be between 0.1 and 3600 seconds")
 
     @property
     def queue_names(self) -> tuple[str, ...]:
@@ -101,6 +108,8 @@ HELP = {
     "max_recoveries": "times a job may lose its worker (killed, cut off) before it fails",
     "retention": "seconds Succeeded and Deleted jobs are kept",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_format": "text, or json: one JSON object per line, with job_id and function on lines a job logs",
+    "metrics_interval": "seconds between flushes of job metrics (run times, retries) to Redis",
     "async_limit": "async jobs run at once in each process (on its event loop)",
     "scheduler": "fire due recurring jobs from this worker's processes (true or false)",
     "recurring_file": "TOML file of recurring jobs, synced when the server starts",

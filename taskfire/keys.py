@@ -17,6 +17,7 @@ class Keys:
         self.recurring = prefix + "recurring"
         self.recurring_wake = prefix + "recurring:wake"
         self.paused = prefix + "paused-queues"
+        self.job_metrics = prefix + "job-metrics"  # run-time buckets and retries per function
         self.queue_stats = prefix + "queue-stats"
         self.batches = prefix + "batches"
         self.custom_states = prefix + "custom-states"

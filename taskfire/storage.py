@@ -512,6 +512,19 @@ class Storage:
     def queue_known(self, queue: str) -> bool:
         return bool(self.redis.sismember(self.keys.queues, queue))
 
+    # -- metrics -------------------------------------------------------------------
+
+    def add_job_metrics(self, counts: dict[str, int]) -> None:
+        """Adds a worker's counts to the job-metrics hash: one MULTI, one round trip."""
+        pipe = self.redis.pipeline(transaction=True)
+        for field, n in counts.items():
+            pipe.hincrby(self.keys.job_metrics, field, n)
+        pipe.execute()
+
+    def read_job_metrics(self) -> dict[str, int]:
+        raw: dict[bytes, bytes] = self.redis.hgetall(self.keys.job_metrics)  # type: ignore[assignment]
+        return {k.decode(): int(v) for k, v in raw.items()}
+
     # -- servers -------------------------------------------------------------------
 
     def heartbeat(self, server_id: str, timeout_ms: int, facts: dict[str, str]) -> tuple[int, list[str], bool]:

@@ -9,6 +9,7 @@
     keep       renews the leases of every held job in one call, a few times per lease
                period; a job whose lease was taken away is told through its
                cancellation token
+    metrics    adds the process's run-time and retry counts to Redis every few seconds
     shutdown   on SIGTERM: no new fetches, cancellation tokens fire, running jobs get
                `shutdown_timeout` seconds, then whatever is left goes back to the front
                of its queue
@@ -34,6 +35,7 @@ from .config import WorkerConfig
 from .context import CANCELLED, LEASE_LOST, SHUTDOWN, TIMEOUT, CancellationToken, JobContext, _current
 from .errors import JobCancelled, JobTimeout, UnknownJobError
 from .job import JobOptions, registry
+from .metrics import JobMetrics
 from .payload import decode_args, encode_result
 from .filters import (ApplyStateContext, ElectStateContext, JobFilter, PerformedContext, PerformingContext,
                       pipeline, run_applied, run_election)
@@ -97,6 +99,7 @@ class WorkerProcess:
         self.handoff: queue.SimpleQueue[FetchedJob | None] = queue.SimpleQueue()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.async_slots = threading.BoundedSemaphore(config.async_limit)
+        self.metrics = JobMetrics()
         self.wake_keys = [self.storage.keys.worker_wake(worker_id)] + [
             self.storage.keys.wake(q) for q in config.queue_names]
 
@@ -115,6 +118,7 @@ class WorkerProcess:
         threads.append(self.fetcher)
         threads.append(threading.Thread(target=self._keep_leases, name="leases", daemon=True))
         threads.append(threading.Thread(target=self._watch_timeouts, name="timeouts", daemon=True))
+        threads.append(threading.Thread(target=self._flush_metrics, name="metrics", daemon=True))
         if self.config.scheduler:
             scheduler = RecurringScheduler(self.storage, self.stopping, self.config.idle_wait, self.id)
             threads.append(threading.Thread(target=scheduler.run, name="scheduler", daemon=True))
@@ -173,6 +177,11 @@ class WorkerProcess:
             self.storage.redis.delete(self.storage.keys.worker_wake(self.id))
         except TRANSIENT_ERRORS:
             pass
+        try:
+            self.metrics.flush(self.storage)
+        except TRANSIENT_ERRORS as exc:
+            log.warning("worker %s: job metrics of its last %.0f s lost (%s)", self.id,
+                        self.config.metrics_interval, exc)
         log.info("worker %s stopped (%d job(s) returned to their queue)", self.id, len(left_behind))
 
     # -- fetch -----------------------------------------------------------------------
@@ -269,6 +278,8 @@ class WorkerProcess:
         self._log_outcome(job, state, elected, code, old)
         if code == 1:
             self._applied(job, old, state)
+            if "retries" in fields:  # the retry policy elected a retry
+                self.metrics.retried(job.fn)
         with self.lock:
             self.held.pop(job.id, None)
             if fetched and fetched.jobs:
@@ -362,6 +373,8 @@ class WorkerProcess:
         """What a finished run (sync or async) comes to, given why its cancellation token
         fired, if it did: back to its queue on shutdown, JobTimeout after its timeout,
         Deleted when it stopped on request; else what the election makes of its outcome."""
+        if fn is not None:  # registered functions only: a payload cannot invent metric labels
+            self.metrics.observe(job.fn, time.monotonic() - started)
         if isinstance(error, JobCancelled) and cancellation.reason == SHUTDOWN:
             return Enqueued(front=True, reason="Requeued: the job stopped for its worker's shutdown"), [], {}
         if cancellation.reason == TIMEOUT:
@@ -465,6 +478,17 @@ class WorkerProcess:
             log.error("job %s (%s) failed: %s", job.id, job.fn, state.reason)
         else:
             log.debug("job %s (%s) %s", job.id, job.fn, state.name)
+
+    # -- metrics ---------------------------------------------------------------------
+
+    def _flush_metrics(self) -> None:
+        """Adds this process's counts to Redis every `metrics_interval` (and once more at
+        shutdown): one round trip, however many jobs ran."""
+        while not self.exiting.wait(self.config.metrics_interval):
+            try:
+                self.metrics.flush(self.storage)
+            except TRANSIENT_ERRORS as exc:
+                log.debug("worker %s: job metrics not flushed (%s); kept for the next try", self.id, exc)
 
     # -- leases ----------------------------------------------------------------------
 

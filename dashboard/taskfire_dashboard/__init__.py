@@ -36,6 +36,7 @@ from taskfire import Taskfire
 from taskfire.cron import describe
 
 from . import data
+from . import metrics as prometheus
 
 PAGE_SIZE = 50
 LOCAL_ONLY = ("127.0.0.1", "::1")
@@ -302,16 +303,7 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
 
     @app.get("/metrics")
     def metrics() -> Response:
-        c = counts()
-        lines = ["# HELP taskfire_jobs Jobs per state (Succeeded and Deleted: those still kept).",
-                 "# TYPE taskfire_jobs gauge"]
-        lines += [f'taskfire_jobs{{state="{s}"}} {n}' for s, n in c["states"].items()]
-        lines += ["# HELP taskfire_queue_length Jobs waiting per queue.", "# TYPE taskfire_queue_length gauge"]
-        lines += [f'taskfire_queue_length{{queue="{q["name"]}"}} {q["length"]}' for q in c["queues"]]
-        lines += ["# HELP taskfire_jobs_total Outcomes since the store was created.", "# TYPE taskfire_jobs_total counter"]
-        lines += [f'taskfire_jobs_total{{outcome="{k}"}} {v}' for k, v in c["totals"].items()]
-        lines += ["# HELP taskfire_servers Live servers.", "# TYPE taskfire_servers gauge", f"taskfire_servers {c['servers']}"]
-        return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+        return Response(prometheus.exposition(tf, counts()), mimetype="text/plain; version=0.0.4")
 
     # -- errors --------------------------------------------------------------------------
 
