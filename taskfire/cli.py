@@ -353,7 +353,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="taskfire", description="Background jobs on Redis.")
+    p = argparse.ArgumentParser(prog="taskfire", description="Background jobs on Redis.", allow_abbrev=False)
     sub = p.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("worker", help="run workers for the given job modules")
@@ -425,6 +425,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stats", help="queue lengths and counters")
     connection(s)
     s.set_defaults(run=cmd_stats)
+    for command in sub.choices.values():
+        command.allow_abbrev = False  # a misspelt flag is an error, never a guess
     return p
 
 
