@@ -23,9 +23,10 @@ from taskfire.embedded import EmbeddedServer
 @contextlib.contextmanager
 def running(modules: Sequence[str], *, queues: str = "default", threads: int = 4,
             recurring_file: str | None = None, environment: str | None = None,
-            env: Mapping[str, str] | None = None) -> Iterator[Taskfire]:
-    """Starts the server (unless TASKFIRE_REDIS_URL names one) and a worker for
-    `modules`; yields a client; stops both (the worker gracefully) when the block ends."""
+            env: Mapping[str, str] | None = None, instances: int = 1) -> Iterator[Taskfire]:
+    """Starts the server (unless TASKFIRE_REDIS_URL names one) and `instances` workers
+    for `modules` (as if on that many hosts); yields a client; stops them all (the
+    workers gracefully) when the block ends."""
     server: EmbeddedServer | None = None
     url = os.environ.get("TASKFIRE_REDIS_URL", "")
     if not url or url == "embedded":
@@ -42,8 +43,8 @@ def running(modules: Sequence[str], *, queues: str = "default", threads: int = 4
         args += ["--environment", environment]
     # Its own session: the terminal's Ctrl-C reaches only this process, which then asks
     # the worker to stop once (a second signal would stop it at once).
-    worker = subprocess.Popen(args, env={**os.environ, **(env or {}), "TASKFIRE_REDIS_URL": url},
-                              start_new_session=True)
+    workers = [subprocess.Popen(args, env={**os.environ, **(env or {}), "TASKFIRE_REDIS_URL": url},
+                                start_new_session=True) for _ in range(instances)]
     tf = Taskfire(url)
     signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C (docker stop, systemd, kill)
     try:
@@ -52,13 +53,15 @@ def running(modules: Sequence[str], *, queues: str = "default", threads: int = 4
         print("\nstopping", flush=True)
     finally:
         tf.close()
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
         if server is not None:
             server.stop()
 
