@@ -41,10 +41,12 @@ def running(modules: Sequence[str], *, queues: str = "default", threads: int = 4
         args += ["--recurring-file", recurring_file]
     if environment:
         args += ["--environment", environment]
-    # Its own session: the terminal's Ctrl-C reaches only this process, which then asks
-    # the worker to stop once (a second signal would stop it at once).
-    workers = [subprocess.Popen(args, env={**os.environ, **(env or {}), "TASKFIRE_REDIS_URL": url},
-                                start_new_session=True) for _ in range(instances)]
+    # The example's output first: the workers log warnings (a retry, say) unless
+    # TASKFIRE_LOG_LEVEL says otherwise. Each worker has its own session: the terminal's
+    # Ctrl-C reaches only this process, which then asks them to stop once (a second
+    # signal would stop them at once).
+    worker_env = {"TASKFIRE_LOG_LEVEL": "WARNING", **os.environ, **(env or {}), "TASKFIRE_REDIS_URL": url}
+    workers = [subprocess.Popen(args, env=worker_env, start_new_session=True) for _ in range(instances)]
     tf = Taskfire(url)
     signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C (docker stop, systemd, kill)
     try:

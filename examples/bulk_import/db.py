@@ -98,9 +98,9 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def _utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes: they were stored in UTC."""
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 class Database:
@@ -143,8 +143,9 @@ class Database:
         return ImportStatus(
             import_id=row["id"], tenant=row["tenant"], status=row["status"], total=row["total"],
             processed=row["processed"], succeeded=row["succeeded"], failed=row["failed"],
-            errors=list(row["errors"]), job_id=row["job_id"], created_at=_utc(row["created_at"]) or now(),
-            started_at=_utc(row["started_at"]), finished_at=_utc(row["finished_at"]))
+            errors=list(row["errors"]), job_id=row["job_id"], created_at=_utc(row["created_at"]),
+            started_at=row["started_at"] and _utc(row["started_at"]),
+            finished_at=row["finished_at"] and _utc(row["finished_at"]))
 
     # -- the job's side ---------------------------------------------------------------
 

@@ -55,7 +55,11 @@ def main() -> None:
         print("this month's invoice run (a batch, then its summary):", flush=True)
         batch = jobs.invoice_all(tf, now.strftime("%Y-%m"))
         report_when_done(tf, {j: f"resident_invoice {i}" for i, j in enumerate(tf.batch_members(batch))})
-        summary = [r for r in books.reports() if r.get("kind") == "invoice-run"]
+        for _ in range(100):  # the summary follows the last invoice
+            summary = [r for r in books.reports() if r.get("kind") == "invoice-run"]
+            if summary:
+                break
+            time.sleep(0.1)
         print(f"  summary: {summary[-1] if summary else 'not yet'}")
         print(f"the catalogue ({environment}):")
         for r in tf.recurring.list():

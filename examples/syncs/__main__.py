@@ -41,7 +41,10 @@ def main() -> None:
     with running(["examples.syncs.jobs"], queues="integrations", instances=2, recurring_file=str(SCHEDULES),
                  environment=None if environment == "production" else environment,
                  env={"SYNC_SERVICE_URL": service.url}) as tf:
-        time.sleep(2)  # the workers sync the schedules as they start
+        for _ in range(100):  # the workers sync the schedules as they start
+            if len(tf.recurring.list()) >= 9:
+                break
+            time.sleep(0.1)
         print(f"the syncs ({environment}):")
         for r in sorted(tf.recurring.list(), key=lambda r: r.id):
             print(f"  {r.id:<14} {r.cron:<16} {r.tz:<17} next {r.next_run:%Y-%m-%d %H:%M} UTC")

@@ -3,8 +3,8 @@ on as many hosts as you like.
 
 Each sync is its own job with its own mutex, so one sync never runs twice at once across
 all instances (a run triggered while another is going waits for it), while different
-syncs run side by side. A failed run (the partner down, an error status) is retried after
-1, 3, 10, 60, 300 and then 900 seconds. Their schedules, per environment, are in
+syncs run side by side. A run the partner failed (down, an error status, not JSON) is
+retried after 1, 3, 10, 60, 300 and then 900 seconds. Their schedules, per environment, are in
 syncs.toml; `taskfire recurring trigger salesforce` runs one now.
 
 Each run fetches the partner's records after the sync's cursor from SYNC_SERVICE_URL
@@ -26,13 +26,14 @@ RETRY_DELAYS = [1.0, 3.0, 10.0, 60.0, 300.0, 900.0]
 
 
 class SyncError(Exception):
-    """The partner did not answer as it should; the run is retried."""
+    """The partner did not answer as it should: the run is retried. Any other error (a
+    bug, a missing setting) fails the run at once, for someone to look at."""
 
 
 def sync_job(integration: str) -> Callable[[Callable[[], dict[str, Any]]], JobFunction[[], dict[str, Any]]]:
     """@job for one integration's sync: its queue, its mutex, its retries."""
     return job(queue=QUEUE, mutex=f"sync-{integration}", mutex_timeout=1800, timeout=600,
-               retries=len(RETRY_DELAYS), retry_delays=RETRY_DELAYS)
+               retries=len(RETRY_DELAYS), retry_delays=RETRY_DELAYS, retry_on=SyncError)
 
 
 def state_key(tf: Taskfire, integration: str) -> str:
@@ -46,7 +47,7 @@ def run_sync(integration: str) -> dict[str, Any]:
     tf: Taskfire = ctx.client
     base = os.environ.get("SYNC_SERVICE_URL")
     if not base:
-        raise SyncError("SYNC_SERVICE_URL is not set: give the workers the partner APIs' base URL")
+        raise RuntimeError("SYNC_SERVICE_URL is not set: give the workers the partner APIs' base URL")
     r, key = tf.storage.redis, state_key(tf, integration)
     cursor = int(r.hget(key, "cursor") or 0)  # type: ignore[arg-type]
     url = f"{base.rstrip('/')}/{integration}/records?since={cursor}"
@@ -57,6 +58,8 @@ def run_sync(integration: str) -> dict[str, Any]:
         raise SyncError(f"{integration}: GET {url} answered {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise SyncError(f"{integration}: GET {url} failed: {getattr(exc, 'reason', exc)}") from None
+    except ValueError as exc:
+        raise SyncError(f"{integration}: GET {url} answered something that is not JSON: {exc}") from None
     records = body["records"]
     pipe = r.pipeline()
     if records:
