@@ -13,7 +13,7 @@ import msgspec
 
 from .controls import JobControls
 from .errors import ConfigError
-from .job import JobFunction, JobOptions
+from .job import JobFunction, JobOptions, registry
 from .payload import encode_args
 from .filters import (ApplyStateContext, CreatedContext, CreatingContext, ElectStateContext, FilterList,
                       global_filters, pipeline,
@@ -120,7 +120,10 @@ class Taskfire:
 
     def _target(self, target: JobFunction[..., Any] | str) -> JobFunction[..., Any]:
         if isinstance(target, str):
-            return self.job(target)
+            # A name this process has registered keeps its queue, retries and controls
+            # (a mutex, say), as the function itself would: a recurring job declared by
+            # name in a TOML file must not lose them.
+            return registry.get(target) or self.job(target)
         if isinstance(target, JobFunction):
             return target
         if callable(target):

@@ -75,6 +75,17 @@ def test_enqueue_by_name_without_importing_the_function(tf):
     assert tf.get_job(other).options == {"retries": 1}
 
 
+def test_a_name_registered_here_keeps_its_queue_and_controls(tf):
+    jid = tf.enqueue("tests.jobs:record_critical", "by-name")
+    assert tf.get_job(jid).queue == "critical"  # type: ignore[union-attr]
+    tf.recurring.add_or_update("by-name", "tests.jobs:sync_customer", "@daily", args=(3, 0.1))
+    assert tf.recurring.get("by-name").queue == "default"  # type: ignore[union-attr]
+    fired = tf.get_job(tf.recurring.trigger("by-name"))  # type: ignore[arg-type]
+    assert fired is not None and tf.storage.redis.hget(tf.storage.keys.job(fired.id), "limit") == b"mutex:sync-3"
+    with pytest.raises(TypeError):
+        tf.enqueue("tests.jobs:add", 1)  # checked against the signature, as the function would be
+
+
 def test_options_override_the_queue_without_touching_function_kwargs(tf):
     jid = jobs.echo.options(queue="low").enqueue(value="queue")
     j = tf.get_job(jid)
