@@ -20,6 +20,7 @@ Whatever the mode, the next run is the first tick after the server's now.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -197,8 +198,13 @@ class RecurringJobs:
         """Makes the stored recurring jobs match a TOML file (see `load_file`): adds and
         updates those it declares and removes those it declared before but no longer does.
         Jobs from elsewhere (code, other files) are left alone. The whole file is
-        checked before anything is written."""
+        checked before anything is written. Each function's module is imported when it
+        can be, so the job keeps its decorator's queue, retries and controls (a mutex,
+        say); one that cannot be imported here is stored by name (its runs then report
+        the import error, as for any recurring job whose code is missing)."""
         source, declared = load_file(path, environment)
+        for spec in declared.values():
+            _import_quietly(spec["function"].partition(":")[0])
         existing = {r.id: r for r in self.list()}
         added, updated = [], []
         for rid, spec in declared.items():
@@ -215,6 +221,13 @@ class RecurringJobs:
         for rid in removed:
             self.remove(rid)
         return SyncReport(added, updated, removed)
+
+
+def _import_quietly(module: str) -> None:
+    try:
+        importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - reported by the scheduler at each tick instead
+        pass
 
 
 def _definition(r: RecurringJob) -> tuple[Any, ...]:

@@ -341,6 +341,14 @@ def test_operator_cli_and_worker_start_sync(tf, server, prefix, tmp_path, start_
     assert out.returncode == 1 and "no recurring job 'dev-heartbeat'" in out.stdout
     out = run_cli(server, prefix, "recurring", "sync", str(path))
     assert out.returncode == 0 and "0 added, 1 updated, 0 removed" in out.stdout, out.stdout
+    # The command imports the jobs' modules, so a job keeps its decorator's queue.
+    own = tmp_path / "own-queue.toml"
+    own.write_text('[recurring.urgent]\nfunction = "tests.jobs:record_critical"\ncron = "0 3 * * *"\n'
+                   'args = ["x"]\n[recurring.elsewhere]\nfunction = "not_installed_here:job"\ncron = "0 3 * * *"\n')
+    out = run_cli(server, prefix, "recurring", "sync", str(own))
+    assert out.returncode == 0 and "2 added" in out.stdout, out.stdout + out.stderr
+    assert tf.recurring.get("urgent").queue == "critical"  # type: ignore[union-attr]
+    assert tf.recurring.get("elsewhere").queue == "default"  # type: ignore[union-attr]
     bad = tmp_path / "bad.toml"
     bad.write_text('[recurring.x]\nfunction = "a:b"\ncron = "nope"\n')
     out = run_cli(server, prefix, "recurring", "sync", str(bad))
