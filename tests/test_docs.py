@@ -234,7 +234,7 @@ class Page:
         r.close()
         return problems
 
-    def run(self, argv: list[str], code: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(self, argv: list[str], code: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(argv, input=code, cwd=self.dir, env=self.env, capture_output=True, text=True,
                                   timeout=timeout)
