@@ -46,7 +46,6 @@ Inline code naming taskfire's API (`tf.requeue_all`, `taskfire queue pause`, `--
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import importlib
 import inspect
@@ -559,52 +558,57 @@ def follow(owner: Any, name: str, called: bool) -> Any:
     return value
 
 
-def top_level(chain: str) -> list[tuple[str, bool]]:
-    """`a.b(x.y(1)).c` -> [("a", False), ("b", True), ("c", False)]: names outside any
-    parentheses, and whether each is called."""
-    parts: list[tuple[str, bool]] = []
-    depth, name = 0, ""
+def top_level(chain: str) -> list[tuple[str, str | None]]:
+    """`a.b(x.y(1), k=2).c` -> [("a", None), ("b", "x.y(1), k=2"), ("c", None)]: the names
+    outside any parentheses, with the arguments of those that are called."""
+    parts: list[tuple[str, str | None]] = []
+    depth, name, args = 0, "", ""
     for ch in chain + ".":
-        if depth == 0 and (ch.isalnum() or ch == "_"):
+        if depth:
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            if depth:
+                args += ch
+            else:
+                parts.append((name, args))
+                name = args = ""
+        elif ch.isalnum() or ch == "_":
             name += ch
         elif ch == "(":
-            if depth == 0 and name:
-                parts.append((name, True))
-                name = ""
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif depth == 0:
+            depth = 1
+        else:
             if name:
-                parts.append((name, False))
+                parts.append((name, None))
             name = ""
             if ch != ".":
                 break  # `tf.x = ...`, `tf.x / y`: the chain ends here
     return parts
 
 
+def check_keywords(fn: Any, args: str, span: str) -> None:
+    """Every `name=` in a call's arguments is a parameter of the function."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    while re.search(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}", args):  # only this call's own keywords
+        args = re.sub(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}", "", args)
+    unknown = [n for n in re.findall(r"(?<![\w.])(\w+)=(?!=)", args) if n not in params]
+    assert not unknown, f"`{span}`: {getattr(fn, '__qualname__', fn)} takes no {', '.join(unknown)}"
+
+
 def check_chain(owner: Any, chain: str, span: str) -> None:
-    """`a.b(...).c`: each name exists on what the one before gives."""
-    for name, called in top_level(chain):
+    """`a.b(...).c`: each name exists on what the one before gives, and takes the keywords
+    it is given."""
+    for name, args in top_level(chain):
         assert has(owner, name), f"`{span}`: {getattr(owner, '__name__', type(owner).__name__)} has no {name!r}"
-        nxt = follow(owner, name, called)
+        if args:
+            check_keywords(getattr(owner, name, None), args, span)
+        nxt = follow(owner, name, args is not None)
         if nxt is None or isinstance(nxt, (str, int, float, bool)):
             return
         owner = nxt
-
-
-def check_keywords(fn: Any, call: str, span: str) -> None:
-    try:
-        node = ast.parse(call.strip(), mode="eval").body
-    except SyntaxError:
-        return  # `@job(retries=...)`-style shorthand: the names are checked below
-    if isinstance(node, ast.Call):
-        names = [k.arg for k in node.keywords if k.arg]
-    else:
-        return
-    params = inspect.signature(fn).parameters
-    unknown = [n for n in names if n not in params]
-    assert not unknown, f"`{span}`: {fn.__qualname__} takes no {', '.join(unknown)}"
 
 
 def env_names() -> set[str]:
@@ -625,20 +629,13 @@ def check_span(span: str, tf: Taskfire, envs: set[str], options: set[str]) -> No
     s = span.strip()
     if s.startswith("tf."):
         check_chain(tf, s[3:], span)
-        for m in re.finditer(r"(\w+)\(([^()]*)\)", s):
-            target = getattr(tf, m.group(1), None) or getattr(tf.recurring, m.group(1), None)
-            if callable(target) and "=" in m.group(2):
-                check_keywords(target, f"f({m.group(2)})", span)
     elif s.startswith("taskfire ") and re.match(r"taskfire [a-z]", s):
         words = [("x" if re.fullmatch(r"[A-Z][A-Z_]*|<[^>]+>", w) else w) for w in shlex.split(s)[1:]]
         parse_cli(words, span)
     elif s.startswith("@job("):
-        check_keywords(job, "f" + s[4:], span)
-        for name in re.findall(r"(\w+)=", s):
-            assert name in inspect.signature(job).parameters, f"`{span}`: @job takes no {name!r}"
-    elif re.match(r"^\w+\.options\(", s):
-        for name in re.findall(r"(\w+)=", s.split("options(", 1)[1]):
-            assert name in inspect.signature(JobFunction.options).parameters, f"`{span}`: options() takes no {name!r}"
+        check_keywords(job, s[5:], span)
+    elif re.match(r"^(\w+\.)?options\(", s):
+        check_keywords(JobFunction.options, s.split("options(", 1)[1], span)
     elif s.startswith("current_job()."):
         check_chain(JobContext, s[len("current_job()."):], span)
     elif s.startswith("Cron."):
