@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -51,7 +52,8 @@ class Target(NamedTuple):
 
 
 def redacted(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its passwords (in the user part or the query), for messages."""
+    url = re.sub(r"(password=)[^&]*", r"\1***", url)
     head, at, tail = url.rpartition("@")
     if not at:
         return url

@@ -315,8 +315,9 @@ def test_sentinel_urls_are_parsed_or_refused_by_name():
         [("h1", 26380), ("::1", 26379), ("h3", 26379)], "user", "p@ss", "mymaster", 2, "s")
     with pytest.raises(ConfigError, match="monitored primary's name"):
         Taskfire("redis+sentinel://h1:26379")
-    with pytest.raises(ConfigError, match="unknown option.*colour"):
-        Taskfire("redis+sentinel://h1/mymaster?colour=red")
+    with pytest.raises(ConfigError, match="unknown option.*colour") as refused:
+        Taskfire("redis+sentinel://h1/mymaster?sentinel_password=hush&colour=red")
+    assert "hush" not in str(refused.value)
     with pytest.raises(ConfigError, match=r"unknown scheme 'sentinel'.*redis\+sentinel://"):
         Taskfire("sentinel://:secret@h1/mymaster")
     with pytest.raises(ConfigError) as refused:
