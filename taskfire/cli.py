@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import redis
 
 from . import config as cfg
-from . import logs
+from . import connection, logs
 from .client import Taskfire
 from .errors import ConfigError, TaskfireError
 from .job import registry
@@ -68,13 +68,21 @@ def worker_config(args: argparse.Namespace, **extra: Any) -> cfg.WorkerConfig:
     return cfg.from_env(**given)
 
 
-def warn_about_server(url: str, prefix: str) -> None:
-    """Warns when Redis may evict keys: an evicted job is a lost job."""
+def check_server(url: str, prefix: str) -> None:
+    """Refuses a redis:// URL that names a Redis Cluster node (keys outside that node's
+    slots would fail at every call); warns when Redis may evict keys: an evicted job is
+    a lost job."""
+    client = connection.connect(url, socket_timeout=5)
     try:
-        client = redis.Redis.from_url(url, socket_timeout=5)
+        if not connection.is_cluster_url(url) and client.info("cluster").get("cluster_enabled") == 1:
+            raise ConfigError(f"{connection.redacted(url)} is a Redis Cluster node: use "
+                              f"{connection.CLUSTER_SCHEME}://host:port and a hash-tagged prefix such as "
+                              f"'{{taskfire}}:'")
         policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
     except redis.RedisError:
-        return  # managed servers may forbid CONFIG; the worker still runs
+        return  # managed servers may forbid CONFIG and INFO; the worker still runs
+    finally:
+        connection.close(client)
     if policy and policy != "noeviction":
         log.warning("Redis maxmemory-policy is %r: under memory pressure it may evict jobs. "
                     "Set it to 'noeviction'.", policy)
@@ -92,7 +100,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         log.warning("no @job functions found in %s", ", ".join(config.modules) or "(no modules given)")
     else:
         log.info("jobs: %s", ", ".join(names))
-    warn_about_server(config.redis_url, config.prefix)
+    check_server(config.redis_url, config.prefix)
     if config.recurring_file:
         report = Taskfire(config.redis_url, prefix=config.prefix).recurring.sync(
             config.recurring_file, config.environment or None)

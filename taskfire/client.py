@@ -47,6 +47,16 @@ def check_param_name(name: str) -> str:
     return name
 
 
+def _int_from_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+
+
 def default_client() -> Taskfire:
     """The client `job.enqueue(...)` uses: the most recently created Taskfire."""
     if _default is None:
@@ -63,17 +73,25 @@ def new_job_id() -> str:
 class Taskfire:
     """A connection to a taskfire store.
 
-    url         a redis:// or rediss:// URL; "embedded" starts (or joins) the embedded
-                Valkey server; default TASKFIRE_REDIS_URL, else redis://127.0.0.1:6379/0
-    prefix      the prefix of every key (TASKFIRE_PREFIX, default "taskfire:")
+    url         a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL (see
+                taskfire.connection); "embedded" starts (or joins) the embedded Valkey
+                server; default TASKFIRE_REDIS_URL, else redis://127.0.0.1:6379/0
+    prefix      the prefix of every key (TASKFIRE_PREFIX, default "taskfire:"; on a
+                cluster it needs a hash tag, such as "{taskfire}:")
     retention   how long Succeeded and Deleted jobs are kept (TASKFIRE_RETENTION in
                 seconds, default 1 day)
+    wait_replicas, wait_timeout_ms
+                after storing jobs, wait until this many replicas have them (Redis WAIT,
+                at most wait_timeout_ms, default 1000), else raise ReplicationTimeout: an
+                acknowledged job then survives a failover. TASKFIRE_WAIT_REPLICAS and
+                TASKFIRE_WAIT_TIMEOUT_MS; default 0, no wait
 
     The most recently created client is the one `job.enqueue(...)` uses.
     """
 
     def __init__(self, url: str | None = None, *, prefix: str | None = None,
-                 retention: timedelta | float | None = None) -> None:
+                 retention: timedelta | float | None = None, wait_replicas: int | None = None,
+                 wait_timeout_ms: int | None = None) -> None:
         global _default
         url = url or os.environ.get("TASKFIRE_REDIS_URL") or DEFAULT_URL
         self.embedded = None
@@ -88,7 +106,12 @@ class Taskfire:
             raise ConfigError(f"retention must be at least one second, not {retention!r}")
         self.url = url
         self.prefix = prefix if prefix is not None else os.environ.get("TASKFIRE_PREFIX", DEFAULT_PREFIX)
-        self.storage = Storage(url, self.prefix, retention_s=int(seconds))
+        if wait_replicas is None:
+            wait_replicas = _int_from_env("TASKFIRE_WAIT_REPLICAS", 0)
+        if wait_timeout_ms is None:
+            wait_timeout_ms = _int_from_env("TASKFIRE_WAIT_TIMEOUT_MS", 1000)
+        self.storage = Storage(url, self.prefix, retention_s=int(seconds), wait_replicas=wait_replicas,
+                               wait_timeout_ms=wait_timeout_ms)
         self.recurring = RecurringJobs(self)
         self.queues = Queues(self)
         _default = self

@@ -93,7 +93,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
 #: What each option means, for `taskfire worker --help`.
 HELP = {
     "modules": "modules whose @job functions this worker runs",
-    "redis_url": "Redis URL (redis://, rediss://, or 'embedded')",
+    "redis_url": "Redis URL (redis://, rediss://, redis+sentinel://, redis+cluster://, or 'embedded')",
     "prefix": "prefix of every Redis key",
     "queues": "queues to take jobs from: strict priority order (critical,default,low) or "
               "weighted (critical:5,default:3,low:1)",

@@ -33,3 +33,19 @@ class JobCancelled(TaskfireError):
 
 class JobTimeout(TaskfireError):
     """A job ran longer than its timeout. Retries apply, as to any failure."""
+
+
+class ReplicationTimeout(TaskfireError):
+    """Jobs were stored on the primary, but fewer replicas than asked for (`wait_replicas`)
+    confirmed them in time. They exist and will run; they could be lost only if the
+    primary failed before its replicas caught up. Enqueueing again would create a second
+    copy: retry only if a duplicate is harmless."""
+
+    def __init__(self, job_ids: list[str], acknowledged: int, wanted: int, timeout_ms: int) -> None:
+        self.job_ids = job_ids
+        self.acknowledged = acknowledged
+        self.wanted = wanted
+        shown = job_ids[0] + (f" and {len(job_ids) - 1:,} more" if len(job_ids) > 1 else "")
+        super().__init__(f"job {shown} stored on the primary, but only {acknowledged} of {wanted} replica(s) "
+                         f"acknowledged it within {timeout_ms} ms (WAIT): it would be lost if the primary "
+                         f"failed before replicating it")

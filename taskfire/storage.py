@@ -3,27 +3,38 @@
 Scripts live in `lua/`, each prefixed with `lua/prelude.lua`, and are called by SHA. A
 server that lost its script cache (a restart) answers NOSCRIPT; the scripts are loaded
 again and only the refused calls are repeated, so nothing runs twice.
+
+The client comes from `connection.connect`: one server, a Sentinel-watched primary, or a
+Redis Cluster (every key in the prefix's slot). With `wait_replicas`, every call that
+creates jobs is followed by WAIT on the same connection, in the same round trip.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence, cast
 
 import hiredis
 import msgspec
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import (AskError, ClusterDownError, MovedError, NoScriptError, RedisClusterException,
+                              TryAgainError)
 
+from . import connection
+from .errors import ConfigError, ReplicationTimeout
 from .keys import Keys
 
 #: Errors after which a caller should wait and try again: Redis is down, restarting,
 #: loading its data, or the connection dropped.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+
+#: Replies of a cluster node that no longer serves taskfire's slot, or not yet.
+_CLUSTER_CHANGES = (MovedError, AskError, ClusterDownError, TryAgainError)
 
 _LUA = Path(__file__).with_name("lua")
 _PRELUDE = (_LUA / "prelude.lua").read_text()
@@ -121,38 +132,66 @@ class Storage:
     """All of taskfire's Redis I/O."""
 
     def __init__(self, url: str, prefix: str = "taskfire:", *, retention_s: int = 86400,
-                 index_cap: int = 10_000, socket_timeout: float = 10.0) -> None:
+                 index_cap: int = 10_000, socket_timeout: float = 10.0,
+                 wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> None:
+        """`wait_replicas`: after creating jobs, wait until this many replicas have them
+        (WAIT), at most `wait_timeout_ms`, else raise ReplicationTimeout."""
+        if connection.is_cluster_url(url) and not connection.has_hash_tag(prefix):
+            raise ConfigError(f"key prefix {prefix!r} has no hash tag: on Redis Cluster every taskfire key "
+                              f"must be in one slot. Use a prefix such as '{{taskfire}}:' "
+                              f"(--prefix / TASKFIRE_PREFIX / Taskfire(prefix=...))")
+        if not isinstance(wait_replicas, int) or wait_replicas < 0:
+            raise ConfigError(f"wait_replicas must be a whole number of replicas, 0 or more, not {wait_replicas!r}")
+        if not isinstance(wait_timeout_ms, int) or wait_timeout_ms < 1:
+            raise ConfigError(f"wait_timeout_ms must be at least 1 ms (WAIT 0 would block forever), "
+                              f"not {wait_timeout_ms!r}")
         self.url = url
         self.keys = Keys(prefix)
         self.retention_s = retention_s
         self.index_cap = index_cap
-        self.redis = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=5,
-            socket_keepalive=True, health_check_interval=30)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        client = connection.connect(url, socket_timeout=socket_timeout)
+        self.cluster = client if isinstance(client, redis.RedisCluster) else None
+        # A RedisCluster answers the same commands (routed by key), so the rest of the
+        # code needs to know only where the two differ.
+        self.redis = cast(redis.Redis, client)
         self._lines = threading.local()
 
     def close(self) -> None:
-        self.redis.close()
+        connection.close(self.redis)
 
     # -- scripts -------------------------------------------------------------------
 
     def _call(self, pipe: Any, script: Script, args: Sequence[Any]) -> None:
-        pipe.evalsha(script.sha, 1, self.keys.queues, self.keys.prefix, *args)
+        # execute_command, not evalsha(): a cluster pipeline refuses the latter by name
+        pipe.execute_command("EVALSHA", script.sha, 1, self.keys.queues, self.keys.prefix, *args)
 
     def _line_call(self, *command: Any) -> Any:
         """One command on this thread's own connection. The worker's hot path uses it to
         skip the client's per-command machinery (pool checkout, hooks, retries), which
-        costs more Python time than the call itself; callers retry on their own terms."""
-        conn = getattr(self._lines, "conn", None)
+        costs more Python time than the call itself; callers retry on their own terms.
+        On a cluster the client's own routing (slots, MOVED, failover) is worth its cost."""
+        if self.cluster is not None:
+            return self.cluster.execute_command(*command)
+        lines = self._lines
+        conn = getattr(lines, "conn", None)
         if conn is None:
-            conn = self._lines.conn = self.redis.connection_pool.make_connection()
+            conn = lines.conn = self.redis.connection_pool.make_connection()
+            lines.connected = False
         try:
+            if not lines.connected:
+                # Here, not by the send below: only connect() asks Sentinel where the
+                # primary is (a send would dial the connection's default address).
+                conn.connect()
+                lines.connected = True
             conn.send_packed_command([hiredis.pack_command(command)], check_health=False)
             return conn.read_response()
         except NoScriptError:
             raise  # a complete reply: the connection is fine
         except BaseException:
             conn.disconnect()  # the reply may still be on its way: never reuse this socket
+            lines.connected = False
             raise
 
     def _run_one(self, script: Script, args: Sequence[Any]) -> Any:
@@ -188,10 +227,61 @@ class Storage:
         raise RuntimeError("Redis keeps forgetting taskfire's scripts")
 
     def load_scripts(self) -> None:
+        if self.cluster is not None:
+            for script in SCRIPTS.values():
+                self.cluster.script_load(script.text)  # to every primary
+            return
         pipe = self.redis.pipeline(transaction=False)
         for script in SCRIPTS.values():
             pipe.script_load(script.text)
         pipe.execute()
+
+    def _replicated(self, calls: list[tuple[Script, Sequence[Any]]], job_ids: list[str],
+                    transaction: bool = False) -> list[Any]:
+        """Runs script calls (in a MULTI with `transaction`), then WAIT, on one connection
+        in one round trip: WAIT counts the replicas that have this connection's writes.
+        Raises ReplicationTimeout if fewer than `wait_replicas` confirm in time."""
+        for attempt in range(2):
+            if transaction or attempt:
+                self.load_scripts()  # a NOSCRIPT inside MULTI would split it
+            # On a cluster: the node that holds the slot, directly (WAIT has no key to route by).
+            client = self.redis if self.cluster is None else \
+                self.cluster.get_node_from_key(self.keys.queues).redis_connection
+            pipe = client.pipeline(transaction=False)
+            if transaction:
+                pipe.execute_command("MULTI")
+            for script, args in calls:
+                self._call(pipe, script, args)
+            if transaction:
+                pipe.execute_command("EXEC")
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            try:
+                *replies, acked = pipe.execute(raise_on_error=False)
+            except TRANSIENT_ERRORS:
+                self._slot_moved()
+                raise
+            if transaction:
+                replies = replies[-1]  # EXEC's: one per call
+                if isinstance(replies, Exception):
+                    raise replies
+            if any(isinstance(r, _CLUSTER_CHANGES) for r in (*replies, acked)):
+                self._slot_moved()
+                raise redis.ConnectionError("the cluster moved taskfire's slot; try again")
+            if any(isinstance(r, NoScriptError) for r in replies) and not attempt:
+                continue
+            for reply in (*replies, acked):
+                if isinstance(reply, Exception):
+                    raise reply
+            if int(acked) < self.wait_replicas:
+                raise ReplicationTimeout(job_ids, int(acked), self.wait_replicas, self.wait_timeout_ms)
+            return replies
+        raise RuntimeError("Redis keeps forgetting taskfire's scripts")
+
+    def _slot_moved(self) -> None:
+        """Relearns a cluster's slots after talking to a node directly failed."""
+        if self.cluster is not None:
+            with contextlib.suppress(redis.RedisError, RedisClusterException):
+                self.cluster.nodes_manager.initialize()
 
     # -- jobs ----------------------------------------------------------------------
 
@@ -217,11 +307,14 @@ class Storage:
             opening += (b.id, b.total, b.parent)
         calls = [(SCRIPTS["batch_open"], opening), *self._create_calls(jobs, chunk)]
         for attempt in range(3):
-            self.load_scripts()  # a NOSCRIPT inside MULTI would split the batch
-            pipe = self.redis.pipeline(transaction=True)
-            for script, args in calls:
-                self._call(pipe, script, args)
             try:
+                if self.wait_replicas:
+                    self._replicated(calls, [j.id for j in jobs], transaction=True)
+                    return
+                self.load_scripts()  # a NOSCRIPT inside MULTI would split the batch
+                pipe = self.redis.pipeline(transaction=True)
+                for script, args in calls:
+                    self._call(pipe, script, args)
                 pipe.execute()
                 return
             except TRANSIENT_ERRORS:
@@ -238,6 +331,8 @@ class Storage:
             args += (field, value)
         for attempt in range(3):
             try:
+                if self.wait_replicas:
+                    return int(self._replicated([(SCRIPTS["continue"], args)], [job.id])[0])
                 return int(self._run_one(SCRIPTS["continue"], args))
             except TRANSIENT_ERRORS:
                 if attempt == 2:
@@ -285,12 +380,15 @@ class Storage:
         Creating is idempotent per id, so the client's own retry after a dropped
         connection is safe here."""
         calls = self._create_calls(jobs, chunk)
-        if len(calls) > 1:
+        if len(calls) > 1 and not self.wait_replicas:
             replies = self._run(calls)
         else:
             for attempt in range(3):
                 try:
-                    replies = [self._run_one(*calls[0])]
+                    if self.wait_replicas:
+                        replies = self._replicated(calls, [j.id for j in jobs])
+                    else:
+                        replies = [self._run_one(*calls[0])]
                     break
                 except TRANSIENT_ERRORS:
                     if attempt == 2:
@@ -470,10 +568,11 @@ class Storage:
         for rid in ids:
             pipe.hgetall(self.keys.recurring_job(rid))
         hashes = pipe.execute()
-        for h in hashes:
-            pipe.hget(self.keys.job(h[b"last_job"].decode()), "state") if h.get(b"last_job") else pipe.echo("")
-        states = pipe.execute() if hashes else []
-        return [(h, s or None) for h, s in zip(hashes, states, strict=True)]
+        last_jobs = [h[b"last_job"].decode() for h in hashes if h.get(b"last_job")]
+        for job_id in last_jobs:
+            pipe.hget(self.keys.job(job_id), "state")
+        states = iter(pipe.execute() if last_jobs else [])
+        return [(h, (next(states) or None) if h.get(b"last_job") else None) for h in hashes]
 
     # -- operators ------------------------------------------------------------------
 
