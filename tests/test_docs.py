@@ -7,7 +7,8 @@ The convention (a block's fence language decides what is done with it):
   throwaway Valkey under a key prefix of its own: everything it runs gets
   TASKFIRE_REDIS_URL and TASKFIRE_PREFIX (other TASKFIRE_* variables are cleared),
   TASKFIRE_DATA_DIR inside the project (so "embedded" starts a server of its own), and
-  this venv's `taskfire` first on PATH. Blocks run in page order; testing one block alone
+  this venv's `taskfire` first on PATH, and the checkout on PYTHONPATH (`python -m
+  benchmarks.ha` runs as from its root). Blocks run in page order; testing one block alone
   first runs the blocks before it.
 - ```python whose first line is a comment naming a file (`# myapp/jobs.py`): the file is
   written into the project before the page's first block runs (any block may import it),
@@ -27,6 +28,7 @@ The convention (a block's fence language decides what is done with it):
 - ```toml whose first line names a file: written like a python file; must parse, and
   if it declares recurring jobs, taskfire's loader must accept it in every environment it
   names.
+- ```json: every line must be a JSON value (an example log line, say).
 - ```conf whose first line is `# redis.conf`: a real redis-server starts with it and must
   report every setting it makes.
 - A block right after `<!-- docs-test: parse -->` is not run, for it needs what a test
@@ -50,6 +52,7 @@ import contextlib
 import importlib
 import inspect
 import io
+import json
 import os
 import re
 import shlex
@@ -177,7 +180,8 @@ class Page:
         self.url = url
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TASKFIRE_")}
         self.env.update(TASKFIRE_REDIS_URL=url, TASKFIRE_PREFIX=self.prefix, TASKFIRE_DATA_DIR=str(root / "data"),
-                        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1")
+                        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1",
+                        PYTHONPATH=str(ROOT))  # the checkout's benchmarks and examples, as from its root
         self.ports: dict[str, str] = {}
         self.results: dict[int, str | None] = {}  # block index -> None (passed) or what went wrong
         self.outputs: dict[int, str] = {}
@@ -253,7 +257,8 @@ def run_block(page: Page, block: Block) -> None:
     assert runner is not None, (f"a ```{block.lang or '(no language)'} block: name its language, one of "
                                 f"{', '.join(sorted(RUNNERS))} (see the convention in tests/test_docs.py)")
     if block.lang in ("python", "bash"):
-        assert "6379" not in block.code, "an executed block names port 6379, the machine's own Redis"
+        assert not re.search(r"(?<!\d)6379(?!\d)", block.code), \
+            "an executed block names port 6379, the machine's own Redis"
     runner(page, block)
 
 
@@ -361,6 +366,15 @@ def check_output(page: Page, block: Block) -> None:
                              + "\n--- actual\n" + "\n".join(actual))
 
 
+def check_json(page: Page, block: Block) -> None:
+    for n, line in enumerate(block.code.splitlines()):
+        if line.strip():
+            try:
+                json.loads(line)
+            except ValueError as exc:
+                pytest.fail(f"{block.page}:{block.line + n}: not JSON: {exc}")
+
+
 def check_toml(page: Page, block: Block) -> None:
     assert block.file, "a ```toml block starts with a comment naming its file (# recurring.toml)"
     path = page.dir / block.file
@@ -462,11 +476,11 @@ def check_install(page: Page, block: Block) -> None:
     assert project["tool"]["pytest"]["ini_options"]["testpaths"] == ["tests"]
     assert parse_cli(["up", "--demo"], "taskfire up --demo").demo is True
     from tests import test_cli
-    assert callable(test_cli.test_up_demo_runs_the_sample_jobs_on_the_embedded_server_and_stops_cleanly)
+    assert callable(test_cli.test_up_demo_runs_the_sample_jobs_on_the_embedded_server_with_its_dashboard_and_stops_cleanly)
 
 
 RUNNERS = {"python": run_python, "bash": run_bash, "text": check_output, "toml": check_toml,
-           "conf": check_redis_conf}
+           "conf": check_redis_conf, "json": check_json}
 
 
 # -- the tests ----------------------------------------------------------------------
