@@ -282,10 +282,13 @@ class Taskfire:
             return None
         return build_job(job_id, fields, history, due, [c.decode() for c in continuations], log_lines)
 
-    def job_ids_in_state(self, state: str, offset: int = 0, limit: int = 100) -> list[str]:
-        """Ids of jobs in a state (built-in or custom), newest first. Final states keep
-        the last 10,000 ids, and may list a job that has moved on since."""
-        return self.storage.job_ids_in_state(state, offset, limit)
+    def job_ids_in_state(self, state: str, offset: int = 0, limit: int = 100, *,
+                         queue: str | None = None) -> list[str]:
+        """Ids of jobs in a state (built-in or custom): Enqueued per `queue`, next to run
+        first; Scheduled soonest first; Processing by lease deadline; the others newest
+        first. Final states keep the last 10,000 ids. An index may list a job that moved
+        on since it was read (get_job tells)."""
+        return self.storage.job_ids_in_state(state, offset, limit, queue)
 
     def queue_lengths(self) -> dict[str, int]:
         """Jobs waiting in each known queue (ids left by deleted jobs included)."""

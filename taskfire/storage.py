@@ -340,16 +340,32 @@ class Storage:
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def job_ids_in_state(self, state: str, offset: int, limit: int) -> list[str]:
-        """Newest first, from the state's index: a sorted set for states a job waits in,
-        a capped list for final ones."""
-        key = self.keys.state(state)
-        kind = self.redis.type(key)
-        if kind in (b"zset", "zset"):
-            ids = self.redis.zrevrange(key, offset, offset + limit - 1)
+    def job_ids_in_state(self, state: str, offset: int, limit: int, queue: str | None = None) -> list[str]:
+        """A page of a state's index. Enqueued (one queue's list) next to run first;
+        Scheduled soonest due first; Processing nearest lease deadline first; the others
+        newest first: a capped list for final states, a sorted set for the rest (a custom
+        state's kind is in the custom-states registry, so no TYPE-then-read race)."""
+        stop = offset + limit - 1
+        if state == "Enqueued":
+            if queue is None:
+                raise ConfigError("Enqueued jobs are listed per queue: pass queue=")
+            ids: list[bytes] = self.redis.lrange(self.keys.queue(queue), -offset - limit,  # type: ignore[assignment]
+                                                 -offset - 1)
+            ids.reverse()
+        elif state in ("Scheduled", "Processing"):
+            ids = self.redis.zrange(self.keys.schedule if state == "Scheduled" else self.keys.processing,  # type: ignore[assignment]
+                                    offset, stop)
         else:
-            ids = self.redis.lrange(key, offset, offset + limit - 1)
-        return [i.decode() for i in ids]  # type: ignore[union-attr]
+            kind = {"Succeeded": b"list", "Deleted": b"list", "Failed": b"zset", "Awaiting": b"zset"}.get(state) \
+                or self.redis.hget(self.keys.custom_states, state) \
+                or self.redis.type(self.keys.state(state))  # a store from before the registry
+            if kind == b"list":
+                ids = self.redis.lrange(self.keys.state(state), offset, stop)  # type: ignore[assignment]
+            elif kind == b"zset":
+                ids = self.redis.zrevrange(self.keys.state(state), offset, stop)  # type: ignore[assignment]
+            else:
+                ids = []  # a state no job has entered
+        return [i.decode() for i in ids]
 
     def read_batch(self, batch_id: str) -> dict[bytes, bytes]:
         return self.redis.hgetall(self.keys.batch(batch_id))  # type: ignore[return-value]

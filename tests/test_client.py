@@ -253,3 +253,16 @@ def test_enqueue_rides_out_a_dropped_connection_without_duplicates(tf, server):
     second = jobs.echo.enqueue(2)
     assert tf.queue_lengths() == {"default": 2}
     assert {tf.get_job(first).args[0], tf.get_job(second).args[0]} == {1, 2}
+
+
+def test_every_state_lists_its_jobs_in_the_order_it_serves_them(tf):
+    first, second = jobs.add.options(queue="listed").enqueue(1, 1), jobs.add.options(queue="listed").enqueue(2, 2)
+    assert tf.job_ids_in_state("Enqueued", queue="listed") == [first, second]  # next to run first
+    assert tf.job_ids_in_state("Enqueued", 1, 5, queue="listed") == [second]
+    later, sooner = tf.schedule(jobs.add, 600, 1, 1), tf.schedule(jobs.add, 60, 1, 1)
+    assert tf.job_ids_in_state("Scheduled") == [sooner, later]
+    tf.change_state(later, Scheduled(delay=1, reason="sooner still"))
+    assert tf.job_ids_in_state("Scheduled") == [later, sooner]
+    assert tf.job_ids_in_state("NeverEntered") == []
+    with pytest.raises(ConfigError, match="per queue"):
+        tf.job_ids_in_state("Enqueued")

@@ -76,17 +76,9 @@ def counts(tf: Taskfire) -> dict[str, Any]:
 def job_ids(tf: Taskfire, state: str, offset: int, limit: int, queue: str | None = None) -> list[str]:
     """A page of a state's jobs: newest first, but Scheduled soonest first and
     Enqueued next-to-run first."""
-    s, k = tf.storage, tf.storage.keys
-    if state == "Enqueued":
-        if not queue:
-            return []
-        ids: list[bytes] = s.redis.lrange(k.queue(queue), -offset - limit, -offset - 1 if offset else -1)  # type: ignore[assignment]
-        return [i.decode() for i in reversed(ids)]
-    if state == "Scheduled":
-        return [i.decode() for i in s.redis.zrange(k.schedule, offset, offset + limit - 1)]  # type: ignore[union-attr]
-    if state == "Processing":
-        return [i.decode() for i in s.redis.zrange(k.processing, offset, offset + limit - 1)]  # type: ignore[union-attr]
-    return tf.job_ids_in_state(state, offset, limit)
+    if state == "Enqueued" and not queue:
+        return []  # the page asks for a queue first
+    return tf.job_ids_in_state(state, offset, limit, queue=queue)
 
 
 def summaries(tf: Taskfire, ids: list[str]) -> list[dict[str, Any]]:
