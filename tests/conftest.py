@@ -71,15 +71,25 @@ def prefix() -> str:
     return f"t{next(_prefixes)}:"
 
 
+@contextlib.contextmanager
+def scoped_client(url: str, prefix: str) -> Iterator[Taskfire]:
+    """A client under a test's own prefix; the prefix's keys are removed afterwards (the
+    servers are shared by the whole session)."""
+    client = Taskfire(url, prefix=prefix)
+    try:
+        yield client
+    finally:
+        r = client.storage.redis
+        keys = list(r.scan_iter(match=prefix + "*", count=1000))
+        for i in range(0, len(keys), 1000):
+            r.delete(*keys[i:i + 1000])
+        client.close()
+
+
 @pytest.fixture
 def tf(server: EmbeddedServer, prefix: str) -> Iterator[Taskfire]:
-    client = Taskfire(server.url, prefix=prefix)
-    yield client
-    r = client.storage.redis
-    keys = list(r.scan_iter(match=prefix + "*", count=1000))
-    for i in range(0, len(keys), 1000):
-        r.delete(*keys[i:i + 1000])
-    client.close()
+    with scoped_client(server.url, prefix) as client:
+        yield client
 
 
 class WorkerHandle:

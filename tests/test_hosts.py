@@ -33,7 +33,7 @@ import redis
 from taskfire import Taskfire
 from taskfire.embedded import valkey_binary
 from tests import scale_jobs as jobs
-from tests.conftest import ROOT, WorkerHandle, report, wait_for
+from tests.conftest import ROOT, WorkerHandle, report, scoped_client, wait_for
 
 IP = shutil.which("ip")
 LAN = "10.99.0"
@@ -178,13 +178,8 @@ def lan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lan]:
 @pytest.fixture
 def lan_tf(lan: Lan, prefix: str) -> Iterator[Taskfire]:
     """A client on the observer's link, under the test's own prefix."""
-    client = Taskfire(lan.observer_url, prefix=prefix)
-    yield client
-    r = client.storage.redis
-    keys = list(r.scan_iter(match=prefix + "*", count=1000))
-    for i in range(0, len(keys), 1000):
-        r.delete(*keys[i:i + 1000])
-    client.close()
+    with scoped_client(lan.observer_url, prefix) as client:
+        yield client
 
 
 @pytest.fixture
