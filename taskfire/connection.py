@@ -136,6 +136,8 @@ def connect(url: str, *, socket_timeout: float) -> redis.Redis | RedisCluster:
     the slots); the others connect on first use."""
     options: dict[str, Any] = dict(socket_timeout=socket_timeout, socket_connect_timeout=5, socket_keepalive=True)
     scheme = url.partition("://")[0].lower()
+    if scheme == "unix":  # TCP keepalive means nothing on a unix socket (redis-py refuses it)
+        options.pop("socket_keepalive")
     if scheme in _PLAIN_SCHEMES:
         return redis.Redis.from_url(url, health_check_interval=30, **options)
     if scheme not in (SENTINEL_SCHEME, CLUSTER_SCHEME):

@@ -10,6 +10,7 @@ import pytest
 from taskfire import ConfigError, Deleted, Enqueued, Failed, Scheduled, State, Taskfire, job
 from taskfire.storage import FetchRequest, Storage
 from tests import jobs
+from tests.conftest import wait_for
 
 
 def fetch(tf: Taskfire, queues=("default",), n=10, worker="test-worker", lease_ms=60_000):
@@ -266,3 +267,25 @@ def test_every_state_lists_its_jobs_in_the_order_it_serves_them(tf):
     assert tf.job_ids_in_state("NeverEntered") == []
     with pytest.raises(ConfigError, match="per queue"):
         tf.job_ids_in_state("Enqueued")
+
+
+def test_a_server_on_a_unix_socket_is_reached_by_clients_and_workers(tmp_path, prefix, start_worker_on):
+    import subprocess
+
+    from taskfire.embedded import valkey_binary
+
+    sock = tmp_path / "redis.sock"
+    server = subprocess.Popen([str(valkey_binary()), "--port", "0", "--unixsocket", str(sock), "--save", "",
+                               "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        wait_for(sock.exists, 10, "the server's socket")
+        url = f"unix://{sock}"
+        client = Taskfire(url, prefix=prefix)
+        start_worker_on(url)
+        jid = client.enqueue(jobs.add, 2, 3)
+        wait_for(lambda: client.get_job(jid).state == "Succeeded", 20, "the job to run over the socket")
+        assert client.get_job(jid).result == 5
+        client.close()
+    finally:
+        server.terminate()
+        server.wait(10)
