@@ -123,6 +123,12 @@ def test_dashboard_pages_that_cannot_be_loaded_are_named(server, pages, problem)
     assert r.returncode == 2 and problem in r.stderr, r.stderr
 
 
+def test_a_misspelt_flag_is_an_error_not_a_guess():
+    # --queues is the flag; the URL is unreachable so that a regression cannot start a worker anywhere
+    r = run_cli("worker", "tests.jobs", "--queue", "critical", "--redis-url", "redis://127.0.0.1:1/0")
+    assert r.returncode == 2 and "unrecognized arguments: --queue" in r.stderr, r.stderr
+
+
 @pytest.mark.timeout(120)
 def test_the_typed_api_is_checked_by_mypy():
     result = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary", "--hide-error-context",
