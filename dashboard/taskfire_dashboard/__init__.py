@@ -8,7 +8,6 @@ servers.
     app = create_app(url, read_only=True)                        # shows all, changes nothing
     add_page(app, "/waiting-ack", "WaitingAck", view)            # an application's own page
 
-
 Serve it with `taskfire dashboard --bind 127.0.0.1:8008` (gunicorn), or mount it in your
 own WSGI app under a prefix (werkzeug's DispatcherMiddleware, like Hangfire's /hangfire).
 
