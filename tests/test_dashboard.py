@@ -88,7 +88,8 @@ def test_the_overview_graphs_a_day_and_a_week_of_hourly_outcomes(tf, start_worke
     client = create_app(tf).test_client()
     hourly = client.get("/api/stats").get_json()["hourly"]
     assert len(hourly["succeeded"]) == len(hourly["failed"]) == 7 * 24
-    assert hourly["succeeded"][-1] >= 3 and hourly["failed"][-1] == 0
+    # The last two buckets: the hour may turn between the runs and the read.
+    assert sum(hourly["succeeded"][-2:]) == 3 and sum(hourly["failed"][-2:]) == 0
     page = client.get("/").get_data(as_text=True)
     assert 'data-hours="24"' in page and 'data-hours="168"' in page
 
