@@ -157,10 +157,8 @@ class Background:
         """SIGTERM, as a process manager stops it; a complaint if it did not exit 0."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(40)
-            except subprocess.TimeoutExpired:
-                pass
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(40)  # a process still running after this is killed below, and reported
         code = self.proc.poll()
         if code is None:
             with contextlib.suppress(ProcessLookupError):

@@ -3,7 +3,9 @@ others, each with its own address on a bridged LAN, and real `taskfire worker` p
 started in them with `ip netns exec`. A host is cut off by taking its link down, as a
 pulled cable would; a host's clock is skewed with libfaketime.
 
-    redis namespace:  redis-server on 0.0.0.0:6379, bridge "lan" 10.99.0.1/24,
+    redis namespace:  a throwaway redis-server on 0.0.0.0:16379 (the namespace's own
+                      network: the machine's Redis is never reachable from it),
+                      bridge "lan" 10.99.0.1/24,
                       and a point-to-point link to this test process (the observer)
     host1..host3:     eth0 10.99.0.11..13/24, bridged to "lan"
 
@@ -36,6 +38,7 @@ from tests import scale_jobs as jobs
 from tests.conftest import ROOT, WorkerHandle, report, scoped_client, wait_for
 
 IP = shutil.which("ip")
+REDIS_PORT = 16379  # of the server this test starts in its own namespace
 LAN = "10.99.0"
 LEASE_RENEWED_AS_LOST = "Requeued: its worker stopped renewing the lease"
 
@@ -89,8 +92,8 @@ class Lan:
         self.created: list[str] = []
         net = free_subnet()
         self.observer_ip, self.redis_observer_ip = (str(a) for a in net.hosts())
-        self.worker_url = f"redis://{LAN}.1:6379/0"
-        self.observer_url = f"redis://{self.redis_observer_ip}:6379/0"
+        self.worker_url = f"redis://{LAN}.1:{REDIS_PORT}/0"
+        self.observer_url = f"redis://{self.redis_observer_ip}:{REDIS_PORT}/0"
 
     def build(self) -> None:
         for ns in (self.redis_ns, *self.hosts.values()):
@@ -118,7 +121,7 @@ class Lan:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "server.conf"
         conf.write_text("\n".join([
-            "port 6379", "bind 0.0.0.0", "protected-mode no", f'dir "{self.data_dir}"', "appendonly yes",
+            f"port {REDIS_PORT}", "bind 0.0.0.0", "protected-mode no", f'dir "{self.data_dir}"', "appendonly yes",
             'save ""', "maxmemory-policy noeviction", 'logfile "server.log"', "daemonize no"]) + "\n")
         self.server = subprocess.Popen([IP or "ip", "netns", "exec", self.redis_ns, binary, str(conf)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
