@@ -47,14 +47,16 @@ def check_param_name(name: str) -> str:
     return name
 
 
-def _int_from_env(name: str, default: int) -> int:
+def _number_from_env(name: str, default: float, kind: type[int] | type[float] = int) -> Any:
+    """A number from the environment variable `name` (default when unset), or a
+    ConfigError naming the variable."""
     raw = os.environ.get(name)
     if not raw:
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+        raise ConfigError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
 
 
 def default_client() -> Taskfire:
@@ -100,16 +102,16 @@ class Taskfire:
             self.embedded = EmbeddedServer.shared()
             url = self.embedded.url
         if retention is None:
-            retention = float(os.environ.get("TASKFIRE_RETENTION") or DEFAULT_RETENTION.total_seconds())
+            retention = _number_from_env("TASKFIRE_RETENTION", DEFAULT_RETENTION.total_seconds(), float)
         seconds = retention.total_seconds() if isinstance(retention, timedelta) else float(retention)
         if seconds < 1:
             raise ConfigError(f"retention must be at least one second, not {retention!r}")
         self.url = url
         self.prefix = prefix if prefix is not None else os.environ.get("TASKFIRE_PREFIX", DEFAULT_PREFIX)
         if wait_replicas is None:
-            wait_replicas = _int_from_env("TASKFIRE_WAIT_REPLICAS", 0)
+            wait_replicas = _number_from_env("TASKFIRE_WAIT_REPLICAS", 0)
         if wait_timeout_ms is None:
-            wait_timeout_ms = _int_from_env("TASKFIRE_WAIT_TIMEOUT_MS", 1000)
+            wait_timeout_ms = _number_from_env("TASKFIRE_WAIT_TIMEOUT_MS", 1000)
         self.storage = Storage(url, self.prefix, retention_s=int(seconds), wait_replicas=wait_replicas,
                                wait_timeout_ms=wait_timeout_ms)
         self.recurring = RecurringJobs(self)

@@ -289,3 +289,9 @@ def test_a_server_on_a_unix_socket_is_reached_by_clients_and_workers(tmp_path, p
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_a_retention_from_the_environment_that_is_not_a_number_is_named(server, prefix, monkeypatch):
+    monkeypatch.setenv("TASKFIRE_RETENTION", "a day")
+    with pytest.raises(ConfigError, match="TASKFIRE_RETENTION='a day' is not a number"):
+        Taskfire(server.url, prefix=prefix)
