@@ -69,8 +69,7 @@ def waiting_page() -> str:
 
     tf = client()
     rows = []
-    for job_id in tf.job_ids_in_state(WaitingAck.name, 0, 100):
-        j = tf.get_job(job_id)
+    for j in tf.get_jobs(tf.job_ids_in_state(WaitingAck.name, 0, 100)):
         if j is None or j.state != WaitingAck.name:
             continue  # acknowledged or expired since the index was read
         entered = j.history[-1]

@@ -279,10 +279,13 @@ class Taskfire:
 
     def get_job(self, job_id: str) -> Job | None:
         """The job's record, or None if there is no such job (or it expired)."""
-        fields, history, due, continuations, log_lines = self.storage.read_job(job_id)
-        if not fields:
-            return None
-        return build_job(job_id, fields, history, due, [c.decode() for c in continuations], log_lines)
+        return self.get_jobs([job_id])[0]
+
+    def get_jobs(self, job_ids: Sequence[str]) -> list[Job | None]:
+        """The records of several jobs (None for those that do not exist), in one round trip."""
+        return [build_job(i, fields, history, due, [c.decode() for c in continuations], log_lines) if fields else None
+                for i, (fields, history, due, continuations, log_lines)
+                in zip(job_ids, self.storage.read_jobs(job_ids), strict=True)]
 
     def job_ids_in_state(self, state: str, offset: int = 0, limit: int = 100, *,
                          queue: str | None = None) -> list[str]:

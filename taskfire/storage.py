@@ -478,16 +478,19 @@ class Storage:
     def wake_worker(self, worker_id: str) -> None:
         self.redis.lpush(self.keys.worker_wake(worker_id), "1")
 
-    def read_job(self, job_id: str) -> tuple[dict[bytes, bytes], list[bytes], float | None, list[bytes], list[bytes]]:
-        """The job hash, its history entries, its due time (if scheduled), the ids of
-        the jobs awaiting it and its log, in one trip."""
+    def read_jobs(self, job_ids: Sequence[str]
+                  ) -> list[tuple[dict[bytes, bytes], list[bytes], float | None, list[bytes], list[bytes]]]:
+        """Per job: its hash, history entries, due time (if scheduled), the ids of the
+        jobs awaiting it and its log; all the jobs in one trip."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self.keys.job(job_id))
-        pipe.lrange(self.keys.history(job_id), 0, -1)
-        pipe.zscore(self.keys.schedule, job_id)
-        pipe.lrange(self.keys.continuations("job", job_id), 0, -1)
-        pipe.lrange(self.keys.log(job_id), 0, -1)
-        return tuple(pipe.execute())  # type: ignore[return-value]
+        for job_id in job_ids:
+            pipe.hgetall(self.keys.job(job_id))
+            pipe.lrange(self.keys.history(job_id), 0, -1)
+            pipe.zscore(self.keys.schedule, job_id)
+            pipe.lrange(self.keys.continuations("job", job_id), 0, -1)
+            pipe.lrange(self.keys.log(job_id), 0, -1)
+        r = pipe.execute()
+        return [tuple(r[i:i + 5]) for i in range(0, len(r), 5)]  # type: ignore[misc]
 
     # -- recurring jobs --------------------------------------------------------------
 

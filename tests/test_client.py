@@ -295,3 +295,10 @@ def test_a_retention_from_the_environment_that_is_not_a_number_is_named(server, 
     monkeypatch.setenv("TASKFIRE_RETENTION", "a day")
     with pytest.raises(ConfigError, match="TASKFIRE_RETENTION='a day' is not a number"):
         Taskfire(server.url, prefix=prefix)
+
+
+def test_several_jobs_are_read_in_one_round_trip(tf):
+    ids = jobs.add.enqueue_many([(1, 2), (3, 4)])
+    found = tf.get_jobs([ids[0], "no-such-job", ids[1]])
+    assert [j.args if j else None for j in found] == [[1, 2], None, [3, 4]]
+    assert tf.get_jobs([]) == []
