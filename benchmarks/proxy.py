@@ -13,7 +13,7 @@ opens a connection: one request/reply exchange, however many commands it pipelin
 --count-commands a chunk that continues a half-sent command never starts one, which keeps
 a long pipeline that Redis starts answering before it is all sent from counting twice),
 bytes and chunks each way, and with --count-commands the top-level commands clients send
-(parsed from RESP; a pipeline of 100 commands is 100 commands, an EVALSHA is one command
+(parsed from RESP; a pipeline of 100 commands is 100 commands, an FCALL is one command
 whatever its script calls).
 
 The first line it prints is `PORT <proxy port> CONTROL <control port>`. A client of the

@@ -9,7 +9,7 @@ process count it fills a queue with --jobs jobs (enqueue_many), starts `taskfire
 --processes N --threads T`, and measures the steady middle of the run (from 10% to 90% of
 the jobs done, so that start-up and the last stragglers are left out): jobs/s, the Redis
 server's CPU (INFO cpu: the share of one core, and µs per job), its commands per job (INFO
-commandstats: every call, those inside scripts included; EVALSHA alone is the top level)
+commandstats: every call, those inside scripts included; FCALL alone is the top level)
 and how busy the whole machine was (/proc/stat). The projected jobs/s one Redis core
 sustains is 1e6 / (Redis CPU µs per job).
 
@@ -50,7 +50,7 @@ class Row(NamedTuple):
     redis_cores: float     # Redis CPU seconds per second
     redis_cpu_us: float    # per job
     commands: float        # per job, every call (inside scripts too)
-    evalsha: float         # per job, script calls (top level)
+    scripts: float         # per job, script calls (FCALL, the top level)
     machine_busy: float    # share of all cores busy, whole machine
 
 
@@ -84,7 +84,7 @@ def measure(url: str, port: int, kind: str, processes: int, threads: int, n: int
         mon.close()
     done, elapsed, cpu = d1 - d0, t1 - t0, s1["cpu"] - s0["cpu"]
     calls = (s1["calls"] - s0["calls"]) - (s1["harness_calls"] - s0["harness_calls"])
-    scripts = s1["by_command"].get("cmdstat_evalsha", 0) - s0["by_command"].get("cmdstat_evalsha", 0)
+    scripts = s1["by_command"].get("cmdstat_fcall", 0) - s0["by_command"].get("cmdstat_fcall", 0)
     return Row(kind, processes, done / elapsed, cpu / elapsed, cpu * 1e6 / done, calls / done, scripts / done,
                (m1[0] - m0[0]) / max(1, m1[1] - m0[1]))
 
@@ -108,11 +108,11 @@ def markdown(rows: list[Row], cost: dict[str, float], args: argparse.Namespace, 
     lines = [f"taskfire scaling on {server}, {os.cpu_count()} CPUs, {args.jobs:,} jobs per run, "
              f"--threads {args.threads}; steady middle of each run (10% to 90% done).", "",
              "| job | worker processes | jobs/s | Redis CPU (cores) | Redis CPU µs/job | Redis calls/job "
-             "| EVALSHA/job | machine CPU busy | jobs/s one Redis core sustains |",
+             "| FCALL/job | machine CPU busy | jobs/s one Redis core sustains |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r.kind} | {r.processes} | {r.jobs_per_s:,.0f} | {r.redis_cores:.2f} | {r.redis_cpu_us:,.1f} "
-                     f"| {r.commands:.1f} | {r.evalsha:.2f} | {r.machine_busy:.0%} | {1e6 / r.redis_cpu_us:,.0f} |")
+                     f"| {r.commands:.1f} | {r.scripts:.2f} | {r.machine_busy:.0%} | {1e6 / r.redis_cpu_us:,.0f} |")
     enqueue_cpu, process_cpu = cost["cost_enqueue_cpu_us"], cost["cost_process_cpu_us"]
     lines += ["", f"Per-job Redis cost ({args.cost_jobs:,} jobs enqueued one call each, then run by 2 processes "
                   "x 8 threads; each job's body is 1 INCR, counted here):", "",

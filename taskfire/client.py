@@ -326,7 +326,7 @@ class Taskfire:
             election = ElectStateContext(job_id, "", expected[0] if len(expected) == 1 else None, state)
             state = run_election(filters, election)
             elected, fields = election.elected, {**(fields or {}), **election.fields}
-        code, old, _ = self.storage.transition(
+        code, old = self.storage.transition(
             transition_for(job_id, state, expected, unless=unless, fields=fields, elected=elected))
         if code == 1 and filters:
             run_applied(filters, ApplyStateContext(job_id, "", old, state))

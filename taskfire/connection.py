@@ -153,10 +153,29 @@ def connect(url: str, *, socket_timeout: float) -> redis.Redis | RedisCluster:
             **options)
         return sentinel.master_for(target.service)
     try:
-        return RedisCluster(startup_nodes=[ClusterNode(a.host, a.port) for a in target.nodes],
-                            username=target.username, password=target.password, **options)
+        cluster = RedisCluster(startup_nodes=[ClusterNode(a.host, a.port) for a in target.nodes],
+                               username=target.username, password=target.password, **options)
     except RedisClusterException as exc:  # not a ConnectionError: make it one, so callers wait and retry
         raise redis.ConnectionError(f"Redis Cluster at {redacted(url)}: {exc}") from exc
+    cluster.commands_parser = _FunctionCallKeys(cluster.commands_parser)
+    return cluster
+
+
+class _FunctionCallKeys:
+    """The cluster client's key finder, reading an FCALL's keys off the command itself.
+    redis-py asks the server for them (COMMAND GETKEYS), a round trip before every
+    FCALL; they are where EVALSHA's are: FCALL name numkeys key..."""
+
+    def __init__(self, parser: Any) -> None:
+        self.parser = parser
+
+    def get_keys(self, redis_conn: Any, *args: Any) -> list[Any] | None:
+        if str(args[0]).upper() == "FCALL":
+            return list(args[3:3 + int(args[2])])
+        return self.parser.get_keys(redis_conn, *args)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.parser, name)
 
 
 def close(client: redis.Redis | RedisCluster) -> None:
@@ -164,4 +183,5 @@ def close(client: redis.Redis | RedisCluster) -> None:
     pool = getattr(client, "connection_pool", None)
     client.close()
     if isinstance(pool, SentinelConnectionPool):
-        pool.sentinel_manager.close()
+        for sentinel in pool.sentinel_manager.sentinels:  # Sentinel.close() is new in redis-py 6
+            sentinel.close()

@@ -26,38 +26,46 @@ class CancellationToken:
     after its timeout, and is deleted when cancelled by request."""
 
     def __init__(self) -> None:
-        self._event = threading.Event()
-        self.reason: str | None = None
+        self.reason: str | None = None  # set once: the token has fired
         self._callbacks: list[Callable[[], object]] = []
         self._lock = threading.Lock()
+        self._event: threading.Event | None = None  # made by the first wait(): most jobs never wait
 
     def cancel(self, reason: str) -> None:
         with self._lock:
             if self.reason is None:
                 self.reason = reason
-            self._event.set()
+            event = self._event
             callbacks, self._callbacks = self._callbacks, []
+        if event is not None:
+            event.set()
         for callback in callbacks:
             callback()
 
     def on_cancel(self, callback: Callable[[], object]) -> None:
         """Calls `callback` when the token fires (at once if it has)."""
         with self._lock:
-            if not self._event.is_set():
+            if self.reason is None:
                 self._callbacks.append(callback)
                 return
         callback()
 
     @property
     def is_cancelled(self) -> bool:
-        return self._event.is_set()
+        return self.reason is not None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Sleeps up to `timeout` seconds, waking early (True) if cancelled."""
-        return self._event.wait(timeout)
+        with self._lock:
+            if self.reason is not None:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
 
     def raise_if_cancelled(self) -> None:
-        if self._event.is_set():
+        if self.reason is not None:
             raise JobCancelled(f"job cancelled: {self.reason}")
 
 

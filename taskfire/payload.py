@@ -91,6 +91,14 @@ class Binder:
             name: hints[name] for name, p in self.signature.parameters.items()
             if name in hints and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         }
+        # Positional arguments alone fit a function of plain parameters without asking
+        # inspect (the common case, and inspect's bind is slow): their names, how many
+        # are required, and the types to convert them to, in order.
+        params = list(self.signature.parameters.values())
+        plain = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+        self._positional: list[tuple[str, Any]] | None = [
+            (p.name, self._types.get(p.name)) for p in params] if plain else None
+        self._required = sum(p.default is p.empty for p in params)
 
     def check(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raises TypeError at enqueue when the call could never run."""
@@ -100,21 +108,29 @@ class Binder:
             raise TypeError(f"cannot enqueue {name}{self.signature}: {exc}") from None
 
     def bind(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        positional = self._positional
+        if positional is not None and not kwargs and self._required <= len(args) <= len(positional):
+            return tuple(args if not self._types else
+                         [self._convert(name, param, kind, value) for (param, kind), value in zip(positional, args)]), {}
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise PayloadError(f"the stored arguments do not fit {name}{self.signature}: {exc}") from None
         for param, value in bound.arguments.items():
-            kind = self._types.get(param)
-            if kind is None or kind is Any:
-                continue
-            try:
-                bound.arguments[param] = msgspec.convert(value, kind, strict=False)
-            except msgspec.ValidationError as exc:
-                raise PayloadError(f"argument {param!r} of {name} does not fit its type: {exc}") from None
-            except TypeError:
-                pass  # a type msgspec cannot build: the decoded value is passed as is
+            bound.arguments[param] = self._convert(name, param, self._types.get(param), value)
         return bound.args, bound.kwargs
+
+    @staticmethod
+    def _convert(name: str, param: str, kind: Any, value: Any) -> Any:
+        """A decoded argument as its annotated type."""
+        if kind is None or kind is Any:
+            return value
+        try:
+            return msgspec.convert(value, kind, strict=False)
+        except msgspec.ValidationError as exc:
+            raise PayloadError(f"argument {param!r} of {name} does not fit its type: {exc}") from None
+        except TypeError:
+            return value  # a type msgspec cannot build: the decoded value is passed as is
 
 
 def encode_value(name: str, value: Any) -> bytes:

@@ -1,8 +1,12 @@
 """The Redis layer: one connection pool, the Lua scripts, and one named method per script.
 
-Scripts live in `lua/`, each prefixed with `lua/prelude.lua`, and are called by SHA. A
-server that lost its script cache (a restart) answers NOSCRIPT; the scripts are loaded
-again and only the refused calls are repeated, so nothing runs twice.
+Scripts live in `lua/`. With `lua/prelude.lua` they make one Redis Functions library,
+loaded once per server (FUNCTION LOAD) and called with FCALL: the prelude's definitions
+are made at load, not at every call. The library's name carries a hash of its code, so
+workers and clients of different versions share a server without calling each other's
+scripts. A server that does not know the library (a new or flushed one) answers
+"Function not found"; the library is loaded and only the refused calls are repeated, so
+nothing runs twice.
 
 The client comes from `connection.connect`: one server, a Sentinel-watched primary, or a
 Redis Cluster (every key in the prefix's slot). With `wait_replicas`, every call that
@@ -22,7 +26,7 @@ from typing import Any, Iterable, NamedTuple, Sequence, cast
 import hiredis
 import msgspec
 import redis
-from redis.exceptions import (AskError, ClusterDownError, MovedError, NoScriptError, RedisClusterException,
+from redis.exceptions import (AskError, ClusterDownError, MovedError, RedisClusterException, ResponseError,
                               TryAgainError)
 
 from . import connection
@@ -40,16 +44,39 @@ _LUA = Path(__file__).with_name("lua")
 _PRELUDE = (_LUA / "prelude.lua").read_text()
 
 
+_SCRIPT_NAMES = ("create", "fetch", "transition", "finish", "extend", "heartbeat", "recurring_claim",
+                 "recurring_fire", "continue", "batch_open", "bulk")
+
+
+def _library() -> tuple[str, str]:
+    """The Lua library (the prelude, then each script as a function) and its version."""
+    bodies = {name: (_LUA / f"{name}.lua").read_text() for name in _SCRIPT_NAMES}
+    version = hashlib.sha1("\0".join([_PRELUDE, *bodies.values()]).encode()).hexdigest()[:12]
+    parts = [f"#!lua name=taskfire_{version}", _PRELUDE]
+    for name, body in bodies.items():
+        parts.append(f"local function {name}_script()\n{body}\nend\n"
+                     f"redis.register_function('tf_{version}_{name}', function(keys, args) "
+                     f"begin(keys, args) return {name}_script() end)")
+    return "\n".join(parts), version
+
+
+LIBRARY, LIBRARY_VERSION = _library()
+
+
 class Script:
+    """One script of the library, called by its function name."""
+
     def __init__(self, name: str) -> None:
         self.name = name
-        self.text = _PRELUDE + "\n" + (_LUA / f"{name}.lua").read_text()
-        self.sha = hashlib.sha1(self.text.encode()).hexdigest()
+        self.function = f"tf_{LIBRARY_VERSION}_{name}"
 
 
-SCRIPTS = {name: Script(name) for name in ("create", "fetch", "transition", "finish", "extend", "heartbeat",
-                                           "recurring_claim", "recurring_fire", "continue", "batch_open",
-                                           "bulk")}
+SCRIPTS = {name: Script(name) for name in _SCRIPT_NAMES}
+
+
+def _unknown_function(reply: Any) -> bool:
+    """Whether a reply says the server does not have the library (yet, or any more)."""
+    return isinstance(reply, ResponseError) and str(reply).startswith("Function not found")
 
 
 class NewJob(msgspec.Struct, frozen=True):
@@ -164,8 +191,7 @@ class Storage:
     # -- scripts -------------------------------------------------------------------
 
     def _call(self, pipe: Any, script: Script, args: Sequence[Any]) -> None:
-        # execute_command, not evalsha(): a cluster pipeline refuses the latter by name
-        pipe.execute_command("EVALSHA", script.sha, 1, self.keys.queues, self.keys.prefix, *args)
+        pipe.execute_command("FCALL", script.function, 1, self.keys.queues, self.keys.prefix, *args)
 
     def _line_call(self, *command: Any) -> Any:
         """One command on this thread's own connection. The worker's hot path uses it to
@@ -187,7 +213,7 @@ class Storage:
                 lines.connected = True
             conn.send_packed_command([hiredis.pack_command(command)], check_health=False)
             return conn.read_response()
-        except NoScriptError:
+        except ResponseError:
             raise  # a complete reply: the connection is fine
         except BaseException:
             conn.disconnect()  # the reply may still be on its way: never reuse this socket
@@ -195,16 +221,18 @@ class Storage:
             raise
 
     def _run_one(self, script: Script, args: Sequence[Any]) -> Any:
-        """One script call (reloading the scripts if the server forgot them)."""
-        command = ("EVALSHA", script.sha, 1, self.keys.queues, self.keys.prefix, *args)
+        """One script call (loading the library if the server does not have it)."""
+        command = ("FCALL", script.function, 1, self.keys.queues, self.keys.prefix, *args)
         try:
             return self._line_call(*command)
-        except NoScriptError:
+        except ResponseError as exc:
+            if not _unknown_function(exc):
+                raise
             self.load_scripts()
             return self._line_call(*command)
 
     def _run(self, calls: list[tuple[Script, Sequence[Any]]]) -> list[Any]:
-        """Runs script calls in one round trip; reloads scripts the server forgot."""
+        """Runs script calls in one round trip; loads the library if the server lacks it."""
         results: list[Any] = [None] * len(calls)
         pending = list(range(len(calls)))
         for _ in range(2):
@@ -214,7 +242,7 @@ class Storage:
             replies = pipe.execute(raise_on_error=False)
             missing = []
             for i, reply in zip(pending, replies, strict=True):
-                if isinstance(reply, NoScriptError):
+                if _unknown_function(reply):
                     missing.append(i)
                 elif isinstance(reply, Exception):
                     raise reply
@@ -227,14 +255,16 @@ class Storage:
         raise RuntimeError("Redis keeps forgetting taskfire's scripts")
 
     def load_scripts(self) -> None:
-        if self.cluster is not None:
-            for script in SCRIPTS.values():
-                self.cluster.script_load(script.text)  # to every primary
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for script in SCRIPTS.values():
-            pipe.script_load(script.text)
-        pipe.execute()
+        """Loads the library (on a cluster, into every primary). Replacing a library of
+        the same version is harmless: same name, same code."""
+        try:
+            self.redis.function_load(LIBRARY, replace=True)
+        except ResponseError as exc:
+            if "unknown command" in str(exc).lower():
+                raise ConfigError(f"taskfire needs Redis 7.0 or later, or Valkey 7.2 or later (it runs its "
+                                  f"scripts as Redis Functions); the server at {self.url} does not know "
+                                  f"FUNCTION LOAD") from None
+            raise
 
     def _replicated(self, calls: list[tuple[Script, Sequence[Any]]], job_ids: list[str],
                     transaction: bool = False) -> list[Any]:
@@ -242,8 +272,10 @@ class Storage:
         in one round trip: WAIT counts the replicas that have this connection's writes.
         Raises ReplicationTimeout if fewer than `wait_replicas` confirm in time."""
         for attempt in range(2):
-            if transaction or attempt:
-                self.load_scripts()  # a NOSCRIPT inside MULTI would split it
+            if attempt:
+                # Every call is a function of one library: inside MULTI too, either all
+                # of them ran or none did.
+                self.load_scripts()
             # On a cluster: the node that holds the slot, directly (WAIT has no key to route by).
             client = self.redis if self.cluster is None else \
                 self.cluster.get_node_from_key(self.keys.queues).redis_connection
@@ -267,7 +299,7 @@ class Storage:
             if any(isinstance(r, _CLUSTER_CHANGES) for r in (*replies, acked)):
                 self._slot_moved()
                 raise redis.ConnectionError("the cluster moved taskfire's slot; try again")
-            if any(isinstance(r, NoScriptError) for r in replies) and not attempt:
+            if any(_unknown_function(r) for r in replies) and not attempt:
                 continue
             for reply in (*replies, acked):
                 if isinstance(reply, Exception):
@@ -311,12 +343,19 @@ class Storage:
                 if self.wait_replicas:
                     self._replicated(calls, [j.id for j in jobs], transaction=True)
                     return
-                self.load_scripts()  # a NOSCRIPT inside MULTI would split the batch
-                pipe = self.redis.pipeline(transaction=True)
-                for script, args in calls:
-                    self._call(pipe, script, args)
-                pipe.execute()
-                return
+                for loaded in (False, True):
+                    pipe = self.redis.pipeline(transaction=True)
+                    for script, args in calls:
+                        self._call(pipe, script, args)
+                    replies = pipe.execute(raise_on_error=False)
+                    # One library: in the MULTI, every call ran or none did.
+                    if not loaded and any(_unknown_function(r) for r in replies):
+                        self.load_scripts()
+                        continue
+                    for reply in replies:
+                        if isinstance(reply, Exception):
+                            raise reply
+                    return
             except TRANSIENT_ERRORS:
                 if attempt == 2:
                     raise
@@ -432,17 +471,23 @@ class Storage:
         return [f.worker_id, f.max_jobs, f.lease_ms, f.recoveries_allowed, "1" if f.pass_wake else "0",
                 random.randint(1, 2**31 - 2), *f.queues]
 
-    def transition(self, t: Transition, then_fetch: FetchRequest | None = None) -> tuple[int, str, Fetch | None]:
-        """Applies a state change; with `then_fetch`, also fetches, in the same script call.
+    def transition(self, t: Transition) -> tuple[int, str]:
+        """Applies a state change. Returns (code, previous state): code 1 applied, 0 no
+        such job, -1 not in an expected state, -2 the caller's lease is gone."""
+        code, old = self._run_one(SCRIPTS["transition"], self._transition_args(t))
+        return int(code), old.decode()
 
-        Returns (code, previous state, fetch): code 1 applied, 0 no such job, -1 not in
-        an expected state, -2 the caller's lease is gone.
-        """
-        if then_fetch is None:
-            code, old = self._run_one(SCRIPTS["transition"], self._transition_args(t))
-            return int(code), old.decode(), None
-        reply = self._run_one(SCRIPTS["finish"], self._transition_args(t) + self._fetch_args(then_fetch))
-        return int(reply[0]), reply[1].decode(), _parse_fetch(reply[2:])
+    def finish(self, changes: Sequence[Transition], then_fetch: FetchRequest) -> tuple[list[tuple[int, str]], Fetch]:
+        """Applies state changes in order, then fetches, in one script call: a worker
+        stores its threads' outcomes and takes their next jobs in one round trip.
+        Returns (code, previous state) per change, as `transition` does, and the fetch."""
+        args: list[Any] = [len(changes)]
+        for t in changes:
+            args += self._transition_args(t)
+        reply = self._run_one(SCRIPTS["finish"], args + self._fetch_args(then_fetch))
+        n = len(changes) * 2
+        outcomes = [(int(reply[i]), reply[i + 1].decode()) for i in range(0, n, 2)]
+        return outcomes, _parse_fetch(reply[n:])
 
     def fetch(self, request: FetchRequest) -> Fetch:
         return _parse_fetch(self._run_one(SCRIPTS["fetch"], self._fetch_args(request)))

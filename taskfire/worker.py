@@ -5,7 +5,8 @@
                blocks on the queues' wake lists until a job arrives or the next
                scheduled job or lease deadline is due
     execute    each thread runs a job, then records its outcome and fetches its next
-               job in the same round trip
+               job in the same round trip; outcomes of threads that finish while
+               another's call is on its way go together in the next call (finisher.py)
     keep       renews the leases of every held job in one call, a few times per lease
                period; a job whose lease was taken away is told through its
                cancellation token
@@ -37,6 +38,7 @@ from .errors import JobCancelled, JobTimeout, UnknownJobError
 from .job import JobOptions, registry
 from .metrics import JobMetrics
 from .payload import decode_args, encode_result
+from .finisher import Finisher, Outcome
 from .filters import (ApplyStateContext, ElectStateContext, JobFilter, PerformedContext, PerformingContext,
                       pipeline, run_applied, run_election)
 from .retries import AutomaticRetry, RetryPolicy
@@ -100,6 +102,7 @@ class WorkerProcess:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.async_slots = threading.BoundedSemaphore(config.async_limit)
         self.metrics = JobMetrics()
+        self.finisher = Finisher(self._store_outcomes)
         self.wake_keys = [self.storage.keys.worker_wake(worker_id)] + [
             self.storage.keys.wake(q) for q in config.queue_names]
 
@@ -260,32 +263,62 @@ class WorkerProcess:
             if held.finishing:
                 return None  # timed out, stored as such, and this process is being replaced
             held.finishing = True
-        then_fetch = None
-        if fetch_next and not (self.stopping.is_set() or self.quiet.is_set()):
-            then_fetch = self.request(1, pass_wake=False)
-        transition = transition_for(job.id, state, (PROCESSING,), token=job.token,
-                                    fields=fields, elected=elected)
-        backoff = Backoff(f"worker {self.id} finishing {job.id}")
+        wants_next = fetch_next and not (self.stopping.is_set() or self.quiet.is_set())
+        outcome = Outcome(job, transition_for(job.id, state, (PROCESSING,), token=job.token,
+                                              fields=fields, elected=elected), wants_next)
+        self.finisher.store(outcome)
+        if outcome.code is None:
+            return None  # not stored: its lease lapses and it runs again (logged if Redis refused it)
+        self._log_outcome(job, state, elected, outcome.code, outcome.old)
+        if outcome.code == 1:
+            self._applied(job, outcome.old, state)
+            if "retries" in fields:  # the retry policy elected a retry
+                self.metrics.retried(job.fn)
+        return outcome.next_job
+
+    def _store_outcomes(self, group: list[Outcome]) -> None:
+        """Stores finished jobs' outcomes and fetches the next jobs their threads want, in
+        one script call, retrying while Redis is away (until the process exits). A call
+        Redis refuses is repeated one outcome at a time, so one bad change harms no other."""
+        request = self.request(sum(o.wants_next for o in group), pass_wake=False)
+        backoff = Backoff(f"worker {self.id} storing {len(group)} outcome(s)")
         while True:
             try:
-                code, old, fetched = self.storage.transition(transition, then_fetch)
+                results, fetched = self.storage.finish([o.change for o in group], request)
                 break
             except TRANSIENT_ERRORS as exc:
                 if self.exiting.is_set():
-                    return None  # the lease lapses and another worker runs the job again
+                    with self.lock:
+                        for o in group:
+                            self.held.pop(o.job.id, None)
+                        self.lock.notify_all()
+                    return
                 backoff.wait(exc, self.exiting)
+            except Exception:
+                if len(group) > 1:
+                    for o in group:
+                        self._store_outcomes([o])
+                    return
+                job = group[0].job
+                log.exception("job %s (%s): Redis refused its outcome; it runs again when its lease lapses",
+                              job.id, job.fn)
+                with self.lock:
+                    self.held.pop(job.id, None)
+                    self.lock.notify_all()
+                return
         backoff.ok()
-        self._log_outcome(job, state, elected, code, old)
-        if code == 1:
-            self._applied(job, old, state)
-            if "retries" in fields:  # the retry policy elected a retry
-                self.metrics.retried(job.fn)
+        jobs = iter(fetched.jobs)
         with self.lock:
-            self.held.pop(job.id, None)
-            if fetched and fetched.jobs:
-                self.held[fetched.jobs[0].id] = Held(fetched.jobs[0])
-            self.lock.notify_all()
-        return fetched.jobs[0] if fetched and fetched.jobs else None
+            for o, (code, old) in zip(group, results, strict=True):
+                o.code, o.old = code, old
+                self.held.pop(o.job.id, None)
+                if o.wants_next:
+                    o.next_job = next(jobs, None)
+                    if o.next_job is not None:
+                        self.held[o.next_job.id] = Held(o.next_job)
+            if self.stopping.is_set():
+                self.lock.notify_all()  # the shutdown waits for `held` to empty
+
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """The process's event loop for async jobs, started on first use."""

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from taskfire import Taskfire
+from taskfire.storage import LIBRARY_VERSION
 from tests import jobs
 from tests.conftest import SERVERS, report, start_server, wait_for
 from tests.test_worker import settled
@@ -192,6 +193,29 @@ def test_redis_killed_and_restarted_under_load_loses_nothing(restartable, prefix
     runs = tf.storage.redis.hgetall(prefix + "test:runs")
     report(f"{restartable.binary.name} SIGKILLed and restarted under load: {len(all_ids)} jobs all Succeeded, "
            f"{sum(1 for v in runs.values() if int(v) > 1)} ran twice")
+
+
+def test_a_server_that_forgot_the_scripts_is_given_them_again(restartable, prefix, start_worker_on):
+    # Given a worker at work on a server that knows taskfire's functions
+    tf = Taskfire(restartable.url, prefix=prefix)
+    r = redis.Redis.from_url(restartable.url)
+    before = jobs.count_run.enqueue_many([() for _ in range(50)])
+    start_worker_on(restartable.url, "--threads", "4")
+    wait_for(lambda: states_of(tf, before).get("Succeeded", 0) == 50, 30, "the first jobs")
+    assert r.function_list()
+    # When the server forgets them (a restart without persistence does that)
+    r.function_flush()
+    # Then a single enqueue, a batch (one MULTI: all of it or nothing) and the worker's
+    # next calls load them again, and nothing runs twice
+    one = jobs.count_run.enqueue()
+    with tf.batch() as b:
+        batched = [b.enqueue(jobs.count_run) for _ in range(20)]
+    wait_for(lambda: states_of(tf, [one, *batched]).get("Succeeded", 0) == 21, 30, "the jobs made after the flush")
+    libraries = [dict(zip(lib[::2], lib[1::2]))[b"library_name"] for lib in r.function_list()]
+    assert libraries == [f"taskfire_{LIBRARY_VERSION}".encode()]
+    assert tf.get_batch(b.id).succeeded == 20
+    runs = tf.storage.redis.hgetall(prefix + "test:runs")
+    assert len(runs) == 71 and set(runs.values()) == {b"1"}
 
 
 def succeeded_despite_drops(tf: Taskfire, ids: list[str]) -> bool:

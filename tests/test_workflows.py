@@ -212,7 +212,7 @@ def test_a_10000_job_batch_finishes_under_worker_kills_and_its_continuation_runs
     assert all(counts.get(m.encode()) for m in members)  # every member ran
     assert int(counts[summary.encode()]) == 1
     repeats = sum(int(v) - 1 for v in counts.values())
-    report(f"batch: 10,000 jobs created in {created_s * 1000:.0f} ms (2 round trips: SCRIPT LOAD, then one MULTI); "
+    report(f"batch: 10,000 jobs created in {created_s * 1000:.0f} ms (one MULTI); "
            f"finished under {kills} SIGKILLs of worker processes, continuation ran once, {repeats} job re-runs")
 
 

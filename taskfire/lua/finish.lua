@@ -1,11 +1,19 @@
--- finish.lua: a worker's step between two jobs, in one call: stores the outcome of the
--- job it ran (apply_change, from ARGV[2]) and takes its next job (fetch_jobs, with the
--- arguments that follow). Keys: those of transition.lua and fetch.lua.
--- Returns {code, previous state, then the fetch reply}.
+-- finish.lua: a worker process's step between jobs, in one call: stores the outcomes of
+-- the jobs its threads ran (apply_change, each) and takes their next jobs (fetch_jobs).
+-- ARGV  1 prefix, 2 number of changes n, then n changes (apply_change's arguments, one
+--       after the other), then fetch_jobs's arguments.
+-- Keys: those of transition.lua and fetch.lua.
+-- Returns {code, previous state of each change, then the fetch reply}.
 
 local now = now_ms()
-local code, old, after = apply_change(2, now)
-local reply = fetch_jobs(after, now)
-table.insert(reply, 1, old)
-table.insert(reply, 1, code)
+local codes = {}
+local a = 3
+for _ = 1, tonumber(ARGV[2]) do
+  local code, old, after = apply_change(a, now)
+  table.insert(codes, code)
+  table.insert(codes, old)
+  a = after
+end
+local reply = fetch_jobs(a, now)
+for i = #codes, 1, -1 do table.insert(reply, 1, codes[i]) end
 return reply

@@ -1,6 +1,10 @@
--- prelude.lua: shared by every taskfire script (storage.py prepends it to each one).
+-- prelude.lua: shared by every taskfire script. storage.py loads the prelude and every
+-- script as one Redis Functions library (FUNCTION LOAD, once per server): each script
+-- file becomes the body of one function, so the prelude's definitions are made once,
+-- not at every call as they would be with EVALSHA.
 --
 -- Conventions
+--   KEYS, ARGV  the call's keys and arguments, as a script sees them (begin sets them).
 --   ARGV[1]  the key prefix. Every key is spelled by K below, the Lua twin of keys.py.
 --            Job keys are discovered at run time (ids popped from queues), so scripts
 --            cannot declare them up front; a prefix with a hash tag ("{taskfire}:")
@@ -45,19 +49,22 @@
 --   batch:<id>:continuations  list  ids of jobs Awaiting this batch
 --   batches             list   batch ids, newest first, capped like final states' indexes
 
-local PREFIX = ARGV[1]
+local KEYS, ARGV
+local PREFIX  -- ARGV[1]
 
-local K = {
-  queues = PREFIX .. 'queues',
-  schedule = PREFIX .. 'schedule',
-  processing = PREFIX .. 'processing',
-  servers = PREFIX .. 'servers',
-  recurring = PREFIX .. 'recurring',
-  paused = PREFIX .. 'paused-queues',
-  queue_stats = PREFIX .. 'queue-stats',
-  batches = PREFIX .. 'batches',
-  custom_states = PREFIX .. 'custom-states',
-}
+-- The keys with fixed names, for PREFIX (begin sets them).
+local K = {}
+local function name_keys()
+  K.queues = PREFIX .. 'queues'
+  K.schedule = PREFIX .. 'schedule'
+  K.processing = PREFIX .. 'processing'
+  K.servers = PREFIX .. 'servers'
+  K.recurring = PREFIX .. 'recurring'
+  K.paused = PREFIX .. 'paused-queues'
+  K.queue_stats = PREFIX .. 'queue-stats'
+  K.batches = PREFIX .. 'batches'
+  K.custom_states = PREFIX .. 'custom-states'
+end
 function K.recurring_job(id) return PREFIX .. 'recurring-job:' .. id end
 function K.batch(id) return PREFIX .. 'batch:' .. id end
 function K.limit(name) return PREFIX .. 'limit:' .. name end
@@ -631,4 +638,16 @@ local function fetch_jobs(a, now)
     end
   end
   return reply
+end
+
+-- Starts a call: its arguments, its prefix's keys, and fresh per-call state (a library's
+-- upvalues outlive calls, and a call that raised may have left them half-way).
+local function begin(keys, args)
+  KEYS, ARGV = keys, args
+  if args[1] ~= PREFIX then
+    PREFIX = args[1]
+    name_keys()
+  end
+  WORK = nil
+  SETTINGS.retention, SETTINGS.cap = 86400, 10000
 end
