@@ -157,7 +157,7 @@ def connect(url: str, *, socket_timeout: float) -> redis.Redis | RedisCluster:
                                username=target.username, password=target.password, **options)
     except RedisClusterException as exc:  # not a ConnectionError: make it one, so callers wait and retry
         raise redis.ConnectionError(f"Redis Cluster at {redacted(url)}: {exc}") from exc
-    cluster.commands_parser = _FunctionCallKeys(cluster.commands_parser)
+    cluster.commands_parser = _FunctionCallKeys(cluster.commands_parser)  # type: ignore[assignment]
     return cluster
 
 

@@ -18,6 +18,7 @@ from .filters import JobFilter
 from .payload import Binder
 from .retries import DEFAULT_RETRIES, ON_EXHAUSTED, RetryPolicy
 from .states import check_queue_name
+from . import client as client_module  # (a cycle: client imports job; used at call time only)
 
 if TYPE_CHECKING:
     from .client import Taskfire
@@ -112,8 +113,7 @@ class JobFunction(Generic[P, R]):
         return copy
 
     def _client(self) -> Taskfire:
-        from .client import default_client
-        return self.client or default_client()
+        return self.client or client_module.default_client()
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Stores the job in its queue; returns its id."""

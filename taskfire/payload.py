@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import msgspec
 
@@ -102,16 +102,17 @@ class Binder:
 
     def check(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raises TypeError at enqueue when the call could never run."""
+        if self._fits(args, kwargs):
+            return
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"cannot enqueue {name}{self.signature}: {exc}") from None
 
     def bind(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        positional = self._positional
-        if positional is not None and not kwargs and self._required <= len(args) <= len(positional):
-            return tuple(args if not self._types else
-                         [self._convert(name, param, kind, value) for (param, kind), value in zip(positional, args)]), {}
+        if self._fits(args, kwargs):
+            return tuple(args if not self._types else [self._convert(name, param, kind, value)
+                                                       for (param, kind), value in zip(self._positional or (), args)]), {}
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -119,6 +120,11 @@ class Binder:
         for param, value in bound.arguments.items():
             bound.arguments[param] = self._convert(name, param, self._types.get(param), value)
         return bound.args, bound.kwargs
+
+    def _fits(self, args: Sequence[Any], kwargs: dict[str, Any]) -> bool:
+        """Whether positional arguments alone fit plain parameters (no need to ask inspect)."""
+        return (self._positional is not None and not kwargs
+                and self._required <= len(args) <= len(self._positional))
 
     @staticmethod
     def _convert(name: str, param: str, kind: Any, value: Any) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import random
 import threading
 import time
@@ -56,7 +57,7 @@ def _library() -> tuple[str, str]:
     for name, body in bodies.items():
         parts.append(f"local function {name}_script()\n{body}\nend\n"
                      f"redis.register_function('tf_{version}_{name}', function(keys, args) "
-                     f"begin(keys, args) return {name}_script() end)")
+                     f"begin(keys, args) local reply = {name}_script() flush() return reply end)")
     return "\n".join(parts), version
 
 
@@ -194,12 +195,26 @@ class Storage:
         pipe.execute_command("FCALL", script.function, 1, self.keys.queues, self.keys.prefix, *args)
 
     def _line_call(self, *command: Any) -> Any:
-        """One command on this thread's own connection. The worker's hot path uses it to
+        """One command on this thread's own connection (see _line_calls)."""
+        reply = self._line_calls(command)[0]
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
+    def _line_calls(self, *commands: Sequence[Any]) -> list[Any]:
+        """Commands sent together on this thread's own connection, and their replies (an
+        error reply as a ResponseError in its place). The worker's hot path uses it to
         skip the client's per-command machinery (pool checkout, hooks, retries), which
         costs more Python time than the call itself; callers retry on their own terms.
         On a cluster the client's own routing (slots, MOVED, failover) is worth its cost."""
         if self.cluster is not None:
-            return self.cluster.execute_command(*command)
+            replies = []
+            for command in commands:
+                try:
+                    replies.append(self.cluster.execute_command(*command))
+                except ResponseError as exc:
+                    replies.append(exc)
+            return replies
         lines = self._lines
         conn = getattr(lines, "conn", None)
         if conn is None:
@@ -211,10 +226,14 @@ class Storage:
                 # primary is (a send would dial the connection's default address).
                 conn.connect()
                 lines.connected = True
-            conn.send_packed_command([hiredis.pack_command(command)], check_health=False)
-            return conn.read_response()
-        except ResponseError:
-            raise  # a complete reply: the connection is fine
+            conn.send_packed_command([hiredis.pack_command(tuple(c)) for c in commands], check_health=False)
+            replies = []
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except ResponseError as exc:  # a complete reply: the connection is fine
+                    replies.append(exc)
+            return replies
         except BaseException:
             conn.disconnect()  # the reply may still be on its way: never reuse this socket
             lines.connected = False
@@ -518,7 +537,22 @@ class Storage:
 
     def wait_for_work(self, keys: Sequence[str], timeout: float) -> bool:
         """Blocks until a wake-up token arrives on one of `keys` or `timeout` passes."""
-        return self._line_call("BLPOP", *keys, f"{max(timeout, 0.001):.3f}") is not None
+        return self._line_call("BLPOP", *keys, _block_seconds(timeout)) is not None
+
+    def wait_then_fetch(self, keys: Sequence[str], timeout: float, request: FetchRequest) -> Fetch:
+        """Blocks until a wake-up token arrives on one of `keys` or `timeout` passes, then
+        fetches, in one round trip: the fetch is sent behind the BLPOP, and Redis runs a
+        blocked client's next command as soon as its block ends, with no trip back to
+        the worker in between."""
+        fetch = ("FCALL", SCRIPTS["fetch"].function, 1, self.keys.queues, self.keys.prefix,
+                 *self._fetch_args(request))
+        _, reply = self._line_calls(("BLPOP", *keys, _block_seconds(timeout)), fetch)
+        if _unknown_function(reply):
+            self.load_scripts()
+            reply = self._line_call(*fetch)
+        elif isinstance(reply, Exception):
+            raise reply
+        return _parse_fetch(reply)
 
     def wake_worker(self, worker_id: str) -> None:
         self.redis.lpush(self.keys.worker_wake(worker_id), "1")
@@ -729,6 +763,12 @@ class Storage:
 
 def _state_set(states: Sequence[str]) -> str:
     return f",{','.join(states)}," if states else ""
+
+
+def _block_seconds(timeout: float) -> str:
+    """A blocking command's timeout: whole milliseconds, rounded up, so that a wait for a
+    due time never ends before it."""
+    return f"{max(math.ceil(timeout * 1000), 1) / 1000:.3f}"
 
 
 def _parse_fetch(reply: list[Any]) -> Fetch:

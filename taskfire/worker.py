@@ -3,7 +3,8 @@
     fetch      takes as many jobs as there are idle threads, in one script call that
                also moves each to Processing under a lease; when there is nothing, it
                blocks on the queues' wake lists until a job arrives or the next
-               scheduled job or lease deadline is due
+               scheduled job or lease deadline is due, with the next fetch sent behind
+               the block, so that a woken worker has its job in the same round trip
     execute    each thread runs a job, then records its outcome and fetches its next
                job in the same round trip; outcomes of threads that finish while
                another's call is on its way go together in the next call (finisher.py)
@@ -191,6 +192,7 @@ class WorkerProcess:
 
     def _fetch_loop(self) -> None:
         backoff = Backoff(f"worker {self.id} fetch")
+        batch = None  # the last fetch, when it found nothing: wait before fetching again
         while not self.stopping.is_set():
             with self.lock:
                 while self.idle == 0 and not self.stopping.is_set():
@@ -202,20 +204,24 @@ class WorkerProcess:
                 log.info("worker %s quiet: taking no new jobs", self.id)
                 return
             try:
-                batch = self.storage.fetch(self.request(free))
+                if batch is None:
+                    batch = self.storage.fetch(self.request(free))
+                if not batch.jobs:
+                    wait = self.config.idle_wait
+                    if batch.next_wake_ms is not None:
+                        wait = min(wait, max((batch.next_wake_ms - batch.now_ms) / 1000, 0.001))
+                    batch = self.storage.wait_then_fetch(self.wake_keys, wait, self.request(free))
                 backoff.ok()
-                if batch.jobs:
+                if batch.jobs:  # even when stopping: the executors give them back at once
                     self._hold(batch.jobs)
                     for j in batch.jobs:
                         self.handoff.put(j)
-                    continue
-                wait = self.config.idle_wait
-                if batch.next_wake_ms is not None:
-                    wait = min(wait, max((batch.next_wake_ms - batch.now_ms) / 1000, 0.001))
-                self.storage.wait_for_work(self.wake_keys, wait)
+                    batch = None
             except TRANSIENT_ERRORS as exc:
+                batch = None
                 backoff.wait(exc, self.stopping)
             except Exception:
+                batch = None
                 log.exception("worker %s: fetch failed", self.id)
                 self.stopping.wait(1.0)
 
@@ -243,6 +249,9 @@ class WorkerProcess:
         held = self.held[job.id]
         if self.stopping.is_set():
             self._give_back(job, "Requeued: its worker shut down before the job started")
+            return None
+        if self.quiet.is_set():  # fetched as the quiet request woke the worker
+            self._give_back(job, "Requeued: its worker went quiet before the job started")
             return None
         fn = registry.get(job.fn)
         timeout = _stored_options(job).timeout or (fn.controls.timeout if fn else None)

@@ -15,7 +15,7 @@ local now = now_ms()
 local n = tonumber(ARGV[2])
 local created = 0
 local duplicates = {}
-local PENDING = { Enqueued = true, Scheduled = true, Processing = true, Awaiting = true }
+local UNFINISHED = { Enqueued = true, Scheduled = true, Processing = true, Awaiting = true }
 local base = 3
 local position = 0
 for _ = 1, n do
@@ -32,7 +32,7 @@ for _ = 1, n do
     if extra[i] == 'unique' then
       local uk = K.unique(extra[i + 1])
       local other = redis.call('GET', uk)
-      if other and other ~= id and PENDING[redis.call('HGET', K.job(other), 'state') or ''] then
+      if other and other ~= id and UNFINISHED[redis.call('HGET', K.job(other), 'state') or ''] then
         holder = other
       else
         redis.call('SET', uk, id)

@@ -1,7 +1,8 @@
 -- prelude.lua: shared by every taskfire script. storage.py loads the prelude and every
 -- script as one Redis Functions library (FUNCTION LOAD, once per server): each script
 -- file becomes the body of one function, so the prelude's definitions are made once,
--- not at every call as they would be with EVALSHA.
+-- not at every call as they would be with EVALSHA. Each function runs begin(), its
+-- script, then flush() (the counters and indexes gathered during the call).
 --
 -- Conventions
 --   KEYS, ARGV  the call's keys and arguments, as a script sees them (begin sets them).
@@ -113,18 +114,53 @@ local function wake(q)
   if redis.call('LLEN', wk) == 0 then redis.call('LPUSH', wk, '1') end
 end
 
+-- Counters, final states' indexes and a queue's bookkeeping (its name in `queues`, its
+-- count of jobs in, its wake-up token) are written once per call, at its end (flush),
+-- however many jobs the call moved: a bulk enqueue registers its queue once, and a
+-- worker's call that stores several outcomes increments each counter once. The queue
+-- lists themselves are written at once: the same call may take from them.
+local PENDING = nil  -- { counts = {key = n}, hourly = {key = n}, index = {key = {ids}}, cap = {key = n},
+                     --   pushed = {queue = n} }
+
 local function push(q, id, front)
   if front then redis.call('RPUSH', K.queue(q), id) else redis.call('LPUSH', K.queue(q), id) end
-  redis.call('SADD', K.queues, q)
-  redis.call('HINCRBY', K.queue_stats, q .. ':in', 1)
-  wake(q)
+  PENDING.pushed[q] = (PENDING.pushed[q] or 0) + 1
 end
 
 local function count(state, now)
   if not COUNTED[state] then return end
-  redis.call('INCR', K.stat(state))
-  local hourly = K.stat(state) .. ':' .. fmt(math.floor(now / 3600000))
-  if redis.call('INCR', hourly) == 1 then redis.call('EXPIRE', hourly, HOURLY_STATS_TTL) end
+  local total = K.stat(state)
+  local hourly = total .. ':' .. fmt(math.floor(now / 3600000))
+  PENDING.counts[total] = (PENDING.counts[total] or 0) + 1
+  PENDING.hourly[hourly] = (PENDING.hourly[hourly] or 0) + 1
+end
+
+local function add_to_index(index, id, cap)
+  local ids = PENDING.index[index]
+  if not ids then
+    ids = {}
+    PENDING.index[index] = ids
+  end
+  table.insert(ids, id)
+  PENDING.cap[index] = cap
+end
+
+local function flush()
+  for key, n in pairs(PENDING.counts) do redis.call('INCRBY', key, n) end
+  for key, n in pairs(PENDING.hourly) do
+    if redis.call('INCRBY', key, n) == n then redis.call('EXPIRE', key, HOURLY_STATS_TTL) end
+  end
+  for index, ids in pairs(PENDING.index) do
+    for i = 1, #ids, 1000 do redis.call('LPUSH', index, unpack(ids, i, math.min(i + 999, #ids))) end
+    redis.call('LTRIM', index, 0, PENDING.cap[index] - 1)
+  end
+  local queues = {}
+  for q, n in pairs(PENDING.pushed) do
+    table.insert(queues, q)
+    redis.call('HINCRBY', K.queue_stats, q .. ':in', n)
+    wake(q)
+  end
+  if #queues > 0 then redis.call('SADD', K.queues, unpack(queues)) end
 end
 
 -- Undoes what entering `state` did, except for queue lists: an id left behind in a
@@ -178,9 +214,7 @@ local function enter_state(id, state, now, opts)
       redis.call('EXPIRE', jk, opts.retention)
       redis.call('EXPIRE', K.history(id), opts.retention)
       redis.call('EXPIRE', K.log(id), opts.retention)
-      local index = K.state(state)
-      redis.call('LPUSH', index, id)
-      redis.call('LTRIM', index, 0, opts.cap - 1)
+      add_to_index(K.state(state), id, opts.cap)
     else
       redis.call('ZADD', K.state(state), now, id)
     end
@@ -649,5 +683,6 @@ local function begin(keys, args)
     name_keys()
   end
   WORK = nil
+  PENDING = { counts = {}, hourly = {}, index = {}, cap = {}, pushed = {} }
   SETTINGS.retention, SETTINGS.cap = 86400, 10000
 end

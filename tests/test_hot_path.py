@@ -1,5 +1,5 @@
-"""Group commit: a worker process stores its threads' outcomes together (finisher.py and
-finish.lua), on real servers."""
+"""A worker's hot path on real servers: its threads' outcomes stored together (group
+commit: finisher.py, finish.lua), and an idle worker's wait with its next fetch behind it."""
 
 from __future__ import annotations
 
@@ -77,6 +77,31 @@ def test_one_call_stores_several_outcomes_and_fetches_the_next_jobs(tf):
         worker.client.close()
 
 
+def test_one_call_counts_indexes_and_registers_queues_once_for_all_its_jobs(tf):
+    r, keys = tf.storage.redis, tf.storage.keys
+    # 1,500 jobs in one call, to two queues
+    jobs.record_low.enqueue_many([(str(i),) for i in range(500)])
+    default = jobs.add.enqueue_many([(i, i) for i in range(1000)])
+    assert r.smembers(keys.queues) == {b"low", b"default"}
+    assert r.hgetall(keys.prefix + "queue-stats") == {b"low:in": b"500", b"default:in": b"1000"}
+    assert (r.lrange(keys.wake("low"), 0, -1), r.lrange(keys.wake("default"), 0, -1)) == ([b"1"], [b"1"])
+    assert r.lrange(keys.queue("default"), -2, -1) == [default[1].encode(), default[0].encode()]  # FIFO
+    # three outcomes stored in one call: counted and indexed as three
+    worker = WorkerProcess(WorkerConfig(redis_url=tf.url, prefix=tf.prefix), "w1")
+    try:
+        running = worker.storage.fetch(worker.request(3)).jobs
+        worker.storage.finish([transition_for(j.id, Succeeded(), (PROCESSING,), token=j.token) for j in running],
+                              worker.request(0))
+    finally:
+        worker.client.close()
+    hour = int(r.time()[0]) // 3600
+    counts = [r.get(keys.prefix + "stats:succeeded"), r.get(keys.prefix + f"stats:succeeded:{hour}"),
+              r.get(keys.prefix + f"stats:succeeded:{hour - 1}")]  # (the hour may have turned meanwhile)
+    assert counts[0] == b"3" and b"3" in counts[1:]
+    assert r.lrange(keys.state("Succeeded"), 0, -1) == [j.id.encode() for j in reversed(running)]
+    assert r.hget(keys.prefix + "queue-stats", "default:out") == b"3"
+
+
 def test_a_change_redis_refuses_harms_no_other_outcome_of_its_group(tf, caplog):
     good_id, bad_id = jobs.add.enqueue(1, 1), jobs.add.enqueue(2, 2)
     worker = WorkerProcess(WorkerConfig(redis_url=tf.url, prefix=tf.prefix), "w1")
@@ -99,5 +124,35 @@ def test_a_change_redis_refuses_harms_no_other_outcome_of_its_group(tf, caplog):
         assert tf.get_job(bad_id).state == "Processing"  # its lease lapses and it runs again
         assert worker.held == {}
         assert f"job {bad_id} (tests.jobs:add): Redis refused its outcome" in caplog.text
+    finally:
+        worker.client.close()
+
+
+def test_the_fetch_sent_behind_an_idle_wait_takes_the_job_that_ended_the_wait(tf):
+    worker = WorkerProcess(WorkerConfig(redis_url=tf.url, prefix=tf.prefix), "w1")
+    try:
+        results: list = []
+        waiting = threading.Thread(target=lambda: results.append(
+            worker.storage.wait_then_fetch(worker.wake_keys, 8, worker.request(2))))
+        waiting.start()
+        wait_for(lambda: tf.storage.redis.info("clients")["blocked_clients"] == 1, 10, "the worker to block")
+        job_id = jobs.add.enqueue(1, 2)
+        waiting.join(10)
+        assert [j.id for j in results[0].jobs] == [job_id]
+        assert tf.get_job(job_id).state == "Processing"
+    finally:
+        worker.client.close()
+
+
+def test_an_idle_wait_that_times_out_still_fetches_what_became_due(tf):
+    worker = WorkerProcess(WorkerConfig(redis_url=tf.url, prefix=tf.prefix), "w1")
+    try:
+        due = jobs.add.schedule(0.3, 1, 2)
+        tf.storage.redis.delete(tf.storage.keys.wake("default"))  # the wake-up its scheduling left
+        empty = worker.storage.fetch(worker.request(1))
+        assert empty.jobs == [] and empty.next_wake_ms is not None
+        wait = (empty.next_wake_ms - empty.now_ms) / 1000
+        fetched = worker.storage.wait_then_fetch(worker.wake_keys, wait, worker.request(1))
+        assert [j.id for j in fetched.jobs] == [due]
     finally:
         worker.client.close()
