@@ -191,8 +191,12 @@ class Storage:
 
     # -- scripts -------------------------------------------------------------------
 
+    def _command(self, script: Script, args: Sequence[Any]) -> tuple[Any, ...]:
+        """The FCALL of a script. KEYS[1], the queues set, only routes it on a cluster."""
+        return ("FCALL", script.function, 1, self.keys.queues, self.keys.prefix, *args)
+
     def _call(self, pipe: Any, script: Script, args: Sequence[Any]) -> None:
-        pipe.execute_command("FCALL", script.function, 1, self.keys.queues, self.keys.prefix, *args)
+        pipe.execute_command(*self._command(script, args))
 
     def _line_call(self, *command: Any) -> Any:
         """One command on this thread's own connection (see _line_calls)."""
@@ -241,7 +245,7 @@ class Storage:
 
     def _run_one(self, script: Script, args: Sequence[Any]) -> Any:
         """One script call (loading the library if the server does not have it)."""
-        command = ("FCALL", script.function, 1, self.keys.queues, self.keys.prefix, *args)
+        command = self._command(script, args)
         try:
             return self._line_call(*command)
         except ResponseError as exc:
@@ -250,12 +254,14 @@ class Storage:
             self.load_scripts()
             return self._line_call(*command)
 
-    def _run(self, calls: list[tuple[Script, Sequence[Any]]]) -> list[Any]:
-        """Runs script calls in one round trip; loads the library if the server lacks it."""
+    def _run(self, calls: list[tuple[Script, Sequence[Any]]], transaction: bool = False) -> list[Any]:
+        """Runs script calls in one round trip (in one MULTI with `transaction`); loads the
+        library if the server lacks it and repeats the refused calls. Every call is a
+        function of one library, so in a MULTI either all of them were refused or none."""
         results: list[Any] = [None] * len(calls)
         pending = list(range(len(calls)))
         for _ in range(2):
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self.redis.pipeline(transaction=transaction)
             for i in pending:
                 self._call(pipe, *calls[i])
             replies = pipe.execute(raise_on_error=False)
@@ -362,19 +368,8 @@ class Storage:
                 if self.wait_replicas:
                     self._replicated(calls, [j.id for j in jobs], transaction=True)
                     return
-                for loaded in (False, True):
-                    pipe = self.redis.pipeline(transaction=True)
-                    for script, args in calls:
-                        self._call(pipe, script, args)
-                    replies = pipe.execute(raise_on_error=False)
-                    # One library: in the MULTI, every call ran or none did.
-                    if not loaded and any(_unknown_function(r) for r in replies):
-                        self.load_scripts()
-                        continue
-                    for reply in replies:
-                        if isinstance(reply, Exception):
-                            raise reply
-                    return
+                self._run(calls, transaction=True)
+                return
             except TRANSIENT_ERRORS:
                 if attempt == 2:
                     raise
@@ -544,8 +539,7 @@ class Storage:
         fetches, in one round trip: the fetch is sent behind the BLPOP, and Redis runs a
         blocked client's next command as soon as its block ends, with no trip back to
         the worker in between."""
-        fetch = ("FCALL", SCRIPTS["fetch"].function, 1, self.keys.queues, self.keys.prefix,
-                 *self._fetch_args(request))
+        fetch = self._command(SCRIPTS["fetch"], self._fetch_args(request))
         _, reply = self._line_calls(("BLPOP", *keys, _block_seconds(timeout)), fetch)
         if _unknown_function(reply):
             self.load_scripts()

@@ -7,6 +7,7 @@ import logging
 import threading
 
 import msgspec
+import pytest
 
 from taskfire.client import transition_for
 from taskfire.config import WorkerConfig
@@ -16,6 +17,14 @@ from taskfire.storage import FetchedJob
 from taskfire.worker import WorkerProcess
 from tests import jobs
 from tests.conftest import wait_for
+
+
+@pytest.fixture
+def worker(tf):
+    """A worker process's parts, in this process: nothing runs until a test calls them."""
+    w = WorkerProcess(WorkerConfig(redis_url=tf.url, prefix=tf.prefix), "w1")
+    yield w
+    w.client.close()
 
 
 def outcome_for(name: str, wants_next: bool = True) -> Outcome:
@@ -60,24 +69,20 @@ def test_a_thread_alone_sends_its_outcome_at_once():
     assert sent == [["a"], ["b"]]
 
 
-def test_one_call_stores_several_outcomes_and_fetches_the_next_jobs(tf):
+def test_one_call_stores_several_outcomes_and_fetches_the_next_jobs(tf, worker):
     ids = [jobs.add.enqueue(i, i) for i in range(5)]
-    worker = WorkerProcess(WorkerConfig(redis_url=tf.url, prefix=tf.prefix), "w1")
-    try:
-        running = worker.storage.fetch(worker.request(3)).jobs
-        assert [j.id for j in running] == ids[:3]
-        changes = [transition_for(j.id, Succeeded(), (PROCESSING,), token=j.token) for j in running]
-        changes[1] = transition_for(running[1].id, Succeeded(), (PROCESSING,), token="not-its-lease")
-        results, fetched = worker.storage.finish(changes, worker.request(2))
-        assert results == [(1, "Processing"), (-2, "Processing"), (1, "Processing")]
-        assert [j.id for j in fetched.jobs] == ids[3:]
-        assert [tf.get_job(i).state for i in ids] == ["Succeeded", "Processing", "Succeeded",
-                                                      "Processing", "Processing"]
-    finally:
-        worker.client.close()
+    running = worker.storage.fetch(worker.request(3)).jobs
+    assert [j.id for j in running] == ids[:3]
+    changes = [transition_for(j.id, Succeeded(), (PROCESSING,), token=j.token) for j in running]
+    changes[1] = transition_for(running[1].id, Succeeded(), (PROCESSING,), token="not-its-lease")
+    results, fetched = worker.storage.finish(changes, worker.request(2))
+    assert results == [(1, "Processing"), (-2, "Processing"), (1, "Processing")]
+    assert [j.id for j in fetched.jobs] == ids[3:]
+    assert [tf.get_job(i).state for i in ids] == ["Succeeded", "Processing", "Succeeded",
+                                                  "Processing", "Processing"]
 
 
-def test_one_call_counts_indexes_and_registers_queues_once_for_all_its_jobs(tf):
+def test_one_call_counts_indexes_and_registers_queues_once_for_all_its_jobs(tf, worker):
     r, keys = tf.storage.redis, tf.storage.keys
     # 1,500 jobs in one call, to two queues
     jobs.record_low.enqueue_many([(str(i),) for i in range(500)])
@@ -87,13 +92,9 @@ def test_one_call_counts_indexes_and_registers_queues_once_for_all_its_jobs(tf):
     assert (r.lrange(keys.wake("low"), 0, -1), r.lrange(keys.wake("default"), 0, -1)) == ([b"1"], [b"1"])
     assert r.lrange(keys.queue("default"), -2, -1) == [default[1].encode(), default[0].encode()]  # FIFO
     # three outcomes stored in one call: counted and indexed as three
-    worker = WorkerProcess(WorkerConfig(redis_url=tf.url, prefix=tf.prefix), "w1")
-    try:
-        running = worker.storage.fetch(worker.request(3)).jobs
-        worker.storage.finish([transition_for(j.id, Succeeded(), (PROCESSING,), token=j.token) for j in running],
-                              worker.request(0))
-    finally:
-        worker.client.close()
+    running = worker.storage.fetch(worker.request(3)).jobs
+    worker.storage.finish([transition_for(j.id, Succeeded(), (PROCESSING,), token=j.token) for j in running],
+                          worker.request(0))
     hour = int(r.time()[0]) // 3600
     counts = [r.get(keys.prefix + "stats:succeeded"), r.get(keys.prefix + f"stats:succeeded:{hour}"),
               r.get(keys.prefix + f"stats:succeeded:{hour - 1}")]  # (the hour may have turned meanwhile)
@@ -102,57 +103,45 @@ def test_one_call_counts_indexes_and_registers_queues_once_for_all_its_jobs(tf):
     assert r.hget(keys.prefix + "queue-stats", "default:out") == b"3"
 
 
-def test_a_change_redis_refuses_harms_no_other_outcome_of_its_group(tf, caplog):
+def test_a_change_redis_refuses_harms_no_other_outcome_of_its_group(tf, worker, caplog):
     good_id, bad_id = jobs.add.enqueue(1, 1), jobs.add.enqueue(2, 2)
-    worker = WorkerProcess(WorkerConfig(redis_url=tf.url, prefix=tf.prefix), "w1")
-    try:
-        running = worker.storage.fetch(worker.request(2)).jobs
-        worker._hold(running)
-        good, bad = running
-        # A due time the script cannot read makes the whole call fail
-        refused = msgspec.structs.replace(
-            transition_for(bad.id, Scheduled(delay=1), (PROCESSING,), token=bad.token), due="+not-a-number")
-        group = [Outcome(good, transition_for(good.id, Succeeded(), (PROCESSING,), token=good.token), False),
-                 Outcome(bad, refused, False)]
-        with caplog.at_level(logging.ERROR, logger="taskfire.worker"):
-            worker._store_outcomes(group)
-        # (a script's writes before its error stay, so the failed group call may have
-        # stored the good outcome already: its own call then finds it so)
-        assert (group[0].code, group[0].old) in ((1, "Processing"), (-1, "Succeeded"))
-        assert group[1].code is None
-        assert tf.get_job(good_id).state == "Succeeded"
-        assert tf.get_job(bad_id).state == "Processing"  # its lease lapses and it runs again
-        assert worker.held == {}
-        assert f"job {bad_id} (tests.jobs:add): Redis refused its outcome" in caplog.text
-    finally:
-        worker.client.close()
+    running = worker.storage.fetch(worker.request(2)).jobs
+    worker._hold(running)
+    good, bad = running
+    # A due time the script cannot read makes the whole call fail
+    refused = msgspec.structs.replace(
+        transition_for(bad.id, Scheduled(delay=1), (PROCESSING,), token=bad.token), due="+not-a-number")
+    group = [Outcome(good, transition_for(good.id, Succeeded(), (PROCESSING,), token=good.token), False),
+             Outcome(bad, refused, False)]
+    with caplog.at_level(logging.ERROR, logger="taskfire.worker"):
+        worker._store_outcomes(group)
+    # (a script's writes before its error stay, so the failed group call may have
+    # stored the good outcome already: its own call then finds it so)
+    assert (group[0].code, group[0].old) in ((1, "Processing"), (-1, "Succeeded"))
+    assert group[1].code is None
+    assert tf.get_job(good_id).state == "Succeeded"
+    assert tf.get_job(bad_id).state == "Processing"  # its lease lapses and it runs again
+    assert worker.held == {}
+    assert f"job {bad_id} (tests.jobs:add): Redis refused its outcome" in caplog.text
 
 
-def test_the_fetch_sent_behind_an_idle_wait_takes_the_job_that_ended_the_wait(tf):
-    worker = WorkerProcess(WorkerConfig(redis_url=tf.url, prefix=tf.prefix), "w1")
-    try:
-        results: list = []
-        waiting = threading.Thread(target=lambda: results.append(
-            worker.storage.wait_then_fetch(worker.wake_keys, 8, worker.request(2))))
-        waiting.start()
-        wait_for(lambda: tf.storage.redis.info("clients")["blocked_clients"] == 1, 10, "the worker to block")
-        job_id = jobs.add.enqueue(1, 2)
-        waiting.join(10)
-        assert [j.id for j in results[0].jobs] == [job_id]
-        assert tf.get_job(job_id).state == "Processing"
-    finally:
-        worker.client.close()
+def test_the_fetch_sent_behind_an_idle_wait_takes_the_job_that_ended_the_wait(tf, worker):
+    results: list = []
+    waiting = threading.Thread(target=lambda: results.append(
+        worker.storage.wait_then_fetch(worker.wake_keys, 8, worker.request(2))))
+    waiting.start()
+    wait_for(lambda: tf.storage.redis.info("clients")["blocked_clients"] == 1, 10, "the worker to block")
+    job_id = jobs.add.enqueue(1, 2)
+    waiting.join(10)
+    assert [j.id for j in results[0].jobs] == [job_id]
+    assert tf.get_job(job_id).state == "Processing"
 
 
-def test_an_idle_wait_that_times_out_still_fetches_what_became_due(tf):
-    worker = WorkerProcess(WorkerConfig(redis_url=tf.url, prefix=tf.prefix), "w1")
-    try:
-        due = jobs.add.schedule(0.3, 1, 2)
-        tf.storage.redis.delete(tf.storage.keys.wake("default"))  # the wake-up its scheduling left
-        empty = worker.storage.fetch(worker.request(1))
-        assert empty.jobs == [] and empty.next_wake_ms is not None
-        wait = (empty.next_wake_ms - empty.now_ms) / 1000
-        fetched = worker.storage.wait_then_fetch(worker.wake_keys, wait, worker.request(1))
-        assert [j.id for j in fetched.jobs] == [due]
-    finally:
-        worker.client.close()
+def test_an_idle_wait_that_times_out_still_fetches_what_became_due(tf, worker):
+    due = jobs.add.schedule(0.3, 1, 2)
+    tf.storage.redis.delete(tf.storage.keys.wake("default"))  # the wake-up its scheduling left
+    empty = worker.storage.fetch(worker.request(1))
+    assert empty.jobs == [] and empty.next_wake_ms is not None
+    wait = (empty.next_wake_ms - empty.now_ms) / 1000
+    fetched = worker.storage.wait_then_fetch(worker.wake_keys, wait, worker.request(1))
+    assert [j.id for j in fetched.jobs] == [due]
