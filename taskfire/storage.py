@@ -57,7 +57,7 @@ def _library() -> tuple[str, str]:
     for name, body in bodies.items():
         parts.append(f"local function {name}_script()\n{body}\nend\n"
                      f"redis.register_function('tf_{version}_{name}', function(keys, args) "
-                     f"begin(keys, args) local reply = {name}_script() flush() return reply end)")
+                     f"return run({name}_script, keys, args) end)")
     return "\n".join(parts), version
 
 

@@ -8,11 +8,12 @@ import threading
 
 import msgspec
 import pytest
+import redis
 
 from taskfire.client import transition_for
 from taskfire.config import WorkerConfig
 from taskfire.finisher import Finisher, Outcome
-from taskfire.states import PROCESSING, Scheduled, Succeeded
+from taskfire.states import PROCESSING, Enqueued, Scheduled, Succeeded
 from taskfire.storage import FetchedJob
 from taskfire.worker import WorkerProcess
 from tests import jobs
@@ -145,3 +146,39 @@ def test_an_idle_wait_that_times_out_still_fetches_what_became_due(tf, worker):
     wait = (empty.next_wake_ms - empty.now_ms) / 1000
     fetched = worker.storage.wait_then_fetch(worker.wake_keys, wait, worker.request(1))
     assert [j.id for j in fetched.jobs] == [due]
+
+
+def test_a_job_a_call_puts_back_in_its_queue_is_there_for_the_same_calls_fetch(tf, worker):
+    # Pushes to queue lists are gathered during a call; a fetch in the same call must see them
+    job_id = jobs.add.enqueue(1, 2)
+    [running] = worker.storage.fetch(worker.request(1)).jobs
+    back = transition_for(job_id, Enqueued(front=True, reason="given back"), (PROCESSING,), token=running.token)
+    results, fetched = worker.storage.finish([back], worker.request(1))
+    assert results == [(1, "Processing")]
+    assert [j.id for j in fetched.jobs] == [job_id]
+    assert tf.storage.redis.llen(tf.storage.keys.queue("default")) == 0
+
+
+def test_a_repeated_bulk_call_creates_only_the_jobs_it_lacks(tf):
+    # A call retried after a dropped connection repeats its ids; here the first attempt
+    # reached Redis for two of three jobs
+    made = [tf._new_job(jobs.add, (i, i), {})[0] for i in range(3)]
+    tf.storage.create(made[:2])
+    assert tf.storage.create(made) == {}
+    assert tf.queue_lengths() == {"default": 3}
+    assert [len(tf.get_job(j.id).history) for j in made] == [1, 1, 1]
+    assert tf.storage.redis.hget(tf.storage.keys.prefix + "queue-stats", "default:in") == b"3"
+
+
+def test_a_call_that_fails_half_way_leaves_what_it_created_whole(tf):
+    # Redis keeps a script's writes up to its error: the jobs created before it must be
+    # in their queue, counted and announced, not records no worker will ever find
+    good = tf._new_job(jobs.add, (1, 1), {})[0]
+    bad = msgspec.structs.replace(tf._new_job(jobs.add, (2, 2), {})[0], due="+not-a-number")
+    with pytest.raises(redis.ResponseError):
+        tf.storage.create([good, bad])
+    r, keys = tf.storage.redis, tf.storage.keys
+    assert r.lrange(keys.queue("default"), 0, -1) == [good.id.encode()]
+    assert r.hget(keys.prefix + "queue-stats", "default:in") == b"1"
+    assert r.lrange(keys.wake("default"), 0, -1) == [b"1"]
+    assert tf.get_job(good.id).state == "Enqueued"

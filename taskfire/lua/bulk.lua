@@ -25,6 +25,7 @@ end
 if action == 'move' or action == 'purge' then
   local from = ARGV[7]
   for _ = 1, limit do
+    write_pushes()
     local id = redis.call('RPOP', K.queue(from))
     if not id then break end
     looked = looked + 1

@@ -1,8 +1,8 @@
 -- prelude.lua: shared by every taskfire script. storage.py loads the prelude and every
 -- script as one Redis Functions library (FUNCTION LOAD, once per server): each script
 -- file becomes the body of one function, so the prelude's definitions are made once,
--- not at every call as they would be with EVALSHA. Each function runs begin(), its
--- script, then flush() (the counters and indexes gathered during the call).
+-- not at every call as they would be with EVALSHA. Each function runs its script through
+-- run(): begin(), the script, then flush() (what was gathered during the call).
 --
 -- Conventions
 --   KEYS, ARGV  the call's keys and arguments, as a script sees them (begin sets them).
@@ -87,6 +87,8 @@ function K.server(id) return PREFIX .. 'server:' .. id end
 local HOURLY_STATS_TTL = 8 * 24 * 3600
 local COUNTED = { Succeeded = true, Failed = true, Deleted = true }
 local BUILT_IN = { Succeeded = true, Failed = true, Deleted = true, Awaiting = true }
+local UNFINISHED = { Enqueued = true, Scheduled = true, Processing = true, Awaiting = true }
+local NO_FIELDS = {}  -- read only
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -117,50 +119,91 @@ end
 -- Counters, final states' indexes and a queue's bookkeeping (its name in `queues`, its
 -- count of jobs in, its wake-up token) are written once per call, at its end (flush),
 -- however many jobs the call moved: a bulk enqueue registers its queue once, and a
--- worker's call that stores several outcomes increments each counter once. The queue
--- lists themselves are written at once: the same call may take from them.
-local PENDING = nil  -- { counts = {key = n}, hourly = {key = n}, index = {key = {ids}}, cap = {key = n},
-                     --   pushed = {queue = n} }
+-- worker's call that stores several outcomes increments each counter once. Pushes to a
+-- queue list are gathered too, and written as one LPUSH (RPUSH for the front) per queue
+-- before the call reads any queue list (write_pushes) and at its end.
+--
+-- PENDING holds what is gathered, by part: counts, hourly and pushed {key = n}; index,
+-- back and front {key = {ids}}; cap {index key = length}. A part is made on first use:
+-- every table a call makes is work for Lua's garbage collector, which walks the whole
+-- library, and most calls need few parts.
+local PENDING = nil
+
+local function part(name)
+  local t = PENDING[name]
+  if t == nil then
+    t = {}
+    PENDING[name] = t
+  end
+  return t
+end
+
+local function tally(name, key)
+  local t = part(name)
+  t[key] = (t[key] or 0) + 1
+end
+
+local function gather(name, key, value)
+  local t = part(name)
+  local values = t[key]
+  if values == nil then t[key] = { value } else values[#values + 1] = value end
+end
+
+-- Writes a gathered part, one command per key, and forgets it. A list keeps its order:
+-- LPUSH a b leaves the list LPUSH a, LPUSH b would.
+local function write_part(command, name)
+  local t = PENDING[name]
+  if t == nil then return end
+  PENDING[name] = nil
+  for key, values in pairs(t) do
+    for i = 1, #values, 1000 do redis.call(command, key, unpack(values, i, math.min(i + 999, #values))) end
+  end
+end
 
 local function push(q, id, front)
-  if front then redis.call('RPUSH', K.queue(q), id) else redis.call('LPUSH', K.queue(q), id) end
-  PENDING.pushed[q] = (PENDING.pushed[q] or 0) + 1
+  gather(front and 'front' or 'back', K.queue(q), id)
+  tally('pushed', q)
+end
+
+local function write_pushes()
+  write_part('LPUSH', 'back')
+  write_part('RPUSH', 'front')
 end
 
 local function count(state, now)
   if not COUNTED[state] then return end
   local total = K.stat(state)
-  local hourly = total .. ':' .. fmt(math.floor(now / 3600000))
-  PENDING.counts[total] = (PENDING.counts[total] or 0) + 1
-  PENDING.hourly[hourly] = (PENDING.hourly[hourly] or 0) + 1
+  tally('counts', total)
+  tally('hourly', total .. ':' .. fmt(math.floor(now / 3600000)))
 end
 
 local function add_to_index(index, id, cap)
-  local ids = PENDING.index[index]
-  if not ids then
-    ids = {}
-    PENDING.index[index] = ids
-  end
-  table.insert(ids, id)
-  PENDING.cap[index] = cap
+  gather('index', index, id)
+  part('cap')[index] = cap
 end
 
 local function flush()
-  for key, n in pairs(PENDING.counts) do redis.call('INCRBY', key, n) end
-  for key, n in pairs(PENDING.hourly) do
-    if redis.call('INCRBY', key, n) == n then redis.call('EXPIRE', key, HOURLY_STATS_TTL) end
+  write_pushes()
+  local counts, hourly, index, pushed = PENDING.counts, PENDING.hourly, PENDING.index, PENDING.pushed
+  if counts then
+    for key, n in pairs(counts) do redis.call('INCRBY', key, n) end
   end
-  for index, ids in pairs(PENDING.index) do
-    for i = 1, #ids, 1000 do redis.call('LPUSH', index, unpack(ids, i, math.min(i + 999, #ids))) end
-    redis.call('LTRIM', index, 0, PENDING.cap[index] - 1)
+  if hourly then
+    for key, n in pairs(hourly) do
+      if redis.call('INCRBY', key, n) == n then redis.call('EXPIRE', key, HOURLY_STATS_TTL) end
+    end
   end
-  local queues = {}
-  for q, n in pairs(PENDING.pushed) do
-    table.insert(queues, q)
-    redis.call('HINCRBY', K.queue_stats, q .. ':in', n)
-    wake(q)
+  if index then
+    write_part('LPUSH', 'index')
+    for key in pairs(index) do redis.call('LTRIM', key, 0, PENDING.cap[key] - 1) end
   end
-  if #queues > 0 then redis.call('SADD', K.queues, unpack(queues)) end
+  if pushed then
+    for q, n in pairs(pushed) do
+      redis.call('SADD', K.queues, q)
+      redis.call('HINCRBY', K.queue_stats, q .. ':in', n)
+      wake(q)
+    end
+  end
 end
 
 -- Undoes what entering `state` did, except for queue lists: an id left behind in a
@@ -567,6 +610,7 @@ end
 -- Returns 'empty', 'stale' (an id left behind by a job deleted or moved since), or the
 -- job's reply values.
 local function take(q, worker, lease, now)
+  write_pushes()
   local id = redis.call('RPOP', K.queue(q))
   if not id then return 'empty' end
   local state, queue, fn, args, opts, retries, created, fetches, limit, rate = unpack(redis.call('HMGET', K.job(id),
@@ -683,6 +727,17 @@ local function begin(keys, args)
     name_keys()
   end
   WORK = nil
-  PENDING = { counts = {}, hourly = {}, index = {}, cap = {}, pushed = {} }
+  PENDING = {}
   SETTINGS.retention, SETTINGS.cap = 86400, 10000
+end
+
+-- Runs one script as a call: begin, the script, then flush. A script that raises half-way
+-- keeps what it wrote (Redis has no rollback), so flush runs then too: every job it
+-- created or moved reaches its queue list and is counted, as if it had run alone.
+local function run(script, keys, args)
+  begin(keys, args)
+  local ok, reply = pcall(script)
+  flush()
+  if not ok then error(reply, 0) end
+  return reply
 end
