@@ -14,6 +14,7 @@ from typing import Callable
 
 from .storage import FetchedJob, Transition
 
+
 class Outcome:
     """One thread's finished job: the change to store, and, once stored, what came of it."""
 

@@ -363,17 +363,25 @@ class Storage:
         for b in batches:
             opening += (b.id, b.total, b.parent)
         calls = [(SCRIPTS["batch_open"], opening), *self._create_calls(jobs, chunk)]
+        self._run_idempotent(calls, [j.id for j in jobs], transaction=True)
+
+    def _run_idempotent(self, calls: list[tuple[Script, Sequence[Any]]], job_ids: list[str],
+                        transaction: bool = False) -> list[Any]:
+        """Runs calls that create nothing twice when repeated (the job ids are the
+        caller's), so a dropped connection is retried here, twice; with wait_replicas,
+        until the replicas have the jobs."""
         for attempt in range(3):
             try:
                 if self.wait_replicas:
-                    self._replicated(calls, [j.id for j in jobs], transaction=True)
-                    return
-                self._run(calls, transaction=True)
-                return
+                    return self._replicated(calls, job_ids, transaction=transaction)
+                if len(calls) == 1 and not transaction:
+                    return [self._run_one(*calls[0])]
+                return self._run(calls, transaction=transaction)
             except TRANSIENT_ERRORS:
                 if attempt == 2:
                     raise
                 time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def continue_job(self, kind: str, parent: str, on: str, job: NewJob) -> int:
         """Creates a continuation of a job or batch (see continue.lua): 1 created,
@@ -382,16 +390,7 @@ class Storage:
                            job.queue, job.opts, len(job.fields)]
         for field, value in job.fields.items():
             args += (field, value)
-        for attempt in range(3):
-            try:
-                if self.wait_replicas:
-                    return int(self._replicated([(SCRIPTS["continue"], args)], [job.id])[0])
-                return int(self._run_one(SCRIPTS["continue"], args))
-            except TRANSIENT_ERRORS:
-                if attempt == 2:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
+        return int(self._run_idempotent([(SCRIPTS["continue"], args)], [job.id])[0])
 
     def job_ids_in_state(self, state: str, offset: int, limit: int, queue: str | None = None) -> list[str]:
         """A page of a state's index. Enqueued (one queue's list) next to run first;
@@ -450,19 +449,9 @@ class Storage:
         connection is safe here."""
         calls = self._create_calls(jobs, chunk)
         if len(calls) > 1 and not self.wait_replicas:
-            replies = self._run(calls)
+            replies = self._run(calls)  # the pipeline's own retry
         else:
-            for attempt in range(3):
-                try:
-                    if self.wait_replicas:
-                        replies = self._replicated(calls, [j.id for j in jobs])
-                    else:
-                        replies = [self._run_one(*calls[0])]
-                    break
-                except TRANSIENT_ERRORS:
-                    if attempt == 2:
-                        raise
-                    time.sleep(0.05 * (attempt + 1))
+            replies = self._run_idempotent(calls, [j.id for j in jobs])
         duplicates: dict[str, str] = {}
         for n, reply in enumerate(replies):
             for i in range(1, len(reply), 2):

@@ -297,10 +297,7 @@ class WorkerProcess:
                 break
             except TRANSIENT_ERRORS as exc:
                 if self.exiting.is_set():
-                    with self.lock:
-                        for o in group:
-                            self.held.pop(o.job.id, None)
-                        self.lock.notify_all()
+                    self._let_go(*(o.job for o in group))
                     return
                 backoff.wait(exc, self.exiting)
             except Exception:
@@ -311,9 +308,7 @@ class WorkerProcess:
                 job = group[0].job
                 log.exception("job %s (%s): Redis refused its outcome; it runs again when its lease lapses",
                               job.id, job.fn)
-                with self.lock:
-                    self.held.pop(job.id, None)
-                    self.lock.notify_all()
+                self._let_go(job)
                 return
         backoff.ok()
         jobs = iter(fetched.jobs)
@@ -328,6 +323,12 @@ class WorkerProcess:
             if self.stopping.is_set():
                 self.lock.notify_all()  # the shutdown waits for `held` to empty
 
+    def _let_go(self, *jobs: FetchedJob) -> None:
+        """Stops holding jobs (no more lease renewals), and tells a waiting shutdown."""
+        with self.lock:
+            for job in jobs:
+                self.held.pop(job.id, None)
+            self.lock.notify_all()
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """The process's event loop for async jobs, started on first use."""
@@ -504,9 +505,7 @@ class WorkerProcess:
                 job.id, Enqueued(front=True, reason=reason), (PROCESSING,), token=job.token))
         except TRANSIENT_ERRORS as exc:
             log.warning("job %s could not be requeued (%s); it will be when its lease lapses", job.id, exc)
-        with self.lock:
-            self.held.pop(job.id, None)
-            self.lock.notify_all()
+        self._let_go(job)
 
     def _log_outcome(self, job: FetchedJob, state: State, elected: list[State], code: int, old: str) -> None:
         if code != 1 and old == state.name:

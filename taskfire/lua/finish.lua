@@ -6,14 +6,13 @@
 -- Returns {code, previous state of each change, then the fetch reply}.
 
 local now = now_ms()
-local codes = {}
+local reply = {}
 local a = 3
 for _ = 1, tonumber(ARGV[2]) do
   local code, old, after = apply_change(a, now)
-  table.insert(codes, code)
-  table.insert(codes, old)
+  reply[#reply + 1] = code
+  reply[#reply + 1] = old
   a = after
 end
-local reply = fetch_jobs(a, now)
-for i = #codes, 1, -1 do table.insert(reply, 1, codes[i]) end
+for _, v in ipairs(fetch_jobs(a, now)) do reply[#reply + 1] = v end
 return reply

@@ -124,16 +124,16 @@ local function wake(q)
 end
 
 -- Counters, final states' indexes and a queue's bookkeeping (its name in `queues`, its
--- count of jobs in, its wake-up token) are written once per call, at its end (flush),
--- however many jobs the call moved: a bulk enqueue registers its queue once, and a
--- worker's call that stores several outcomes increments each counter once. Pushes to a
--- queue list are gathered too, and written as one LPUSH (RPUSH for the front) per queue
--- before the call reads any queue list (write_pushes) and at its end.
+-- counts of jobs in and out, its wake-up token) are written once per call, at its end
+-- (flush), however many jobs the call moved: a bulk enqueue registers its queue once,
+-- and a worker's call that stores several outcomes increments each counter once. Pushes
+-- to a queue list are gathered too, and written as one LPUSH (RPUSH for the front) per
+-- queue before the call reads any queue list (write_pushes) and at its end.
 --
--- PENDING holds what is gathered, by part: counts, hourly and pushed {key = n}; index,
--- back and front {key = {ids}}; cap {index key = length}. A part is made on first use:
--- every table a call makes is work for Lua's garbage collector, which walks the whole
--- library, and most calls need few parts.
+-- PENDING holds what is gathered, by part: counts, hourly, pushed and taken {key = n};
+-- index, back and front {key = {ids}}; cap {index key = length}. A part is made on first
+-- use: every table a call makes is work for Lua's garbage collector, which walks the
+-- whole library, and most calls need few parts.
 local PENDING = nil
 
 local function part(name)
@@ -191,7 +191,8 @@ end
 
 local function flush()
   write_pushes()
-  local counts, hourly, index, pushed = PENDING.counts, PENDING.hourly, PENDING.index, PENDING.pushed
+  local counts, hourly, index, pushed, taken = PENDING.counts, PENDING.hourly, PENDING.index, PENDING.pushed,
+    PENDING.taken
   if counts then
     for key, n in pairs(counts) do redis.call('INCRBY', key, fmt(n)) end
   end
@@ -210,6 +211,9 @@ local function flush()
       redis.call('HINCRBY', K.queue_stats, q .. ':in', fmt(n))
       wake(q)
     end
+  end
+  if taken then
+    for q, n in pairs(taken) do redis.call('HINCRBY', K.queue_stats, q .. ':out', fmt(n)) end
   end
 end
 
@@ -672,12 +676,11 @@ local function fetch_jobs(a, now)
   local names, weights = fetchable(a + 6)
   local reply = { now, -1, 0 }
   local taken, skipped = 0, 0
-  local out = {}  -- jobs taken per queue, counted once per call
   local function took(got)
     if got == 'stale' then skipped = skipped + 1 return end
     for _, v in ipairs(got) do table.insert(reply, v) end
     taken = taken + 1
-    out[got[5]] = (out[got[5]] or 0) + 1
+    tally('taken', got[5])
   end
   if weights[1] then
     local seed = tonumber(ARGV[a + 5])
@@ -715,7 +718,6 @@ local function fetch_jobs(a, now)
     end
   end
   reply[3] = taken
-  for q, n in pairs(out) do redis.call('HINCRBY', K.queue_stats, q .. ':out', fmt(n)) end
   if taken == 0 then
     local heads = { redis.call('ZRANGE', K.schedule, 0, 0, 'WITHSCORES'),
                     redis.call('ZRANGE', K.processing, 0, 0, 'WITHSCORES') }
