@@ -146,7 +146,7 @@ def connect(url: str, *, socket_timeout: float) -> redis.Redis | RedisCluster:
     target = parse(url)
     if target.scheme == SENTINEL_SCHEME:
         sentinel = Sentinel(
-            [tuple(a) for a in target.nodes],
+            [(a.host, a.port) for a in target.nodes],
             sentinel_kwargs=dict(socket_timeout=SENTINEL_TIMEOUT, socket_connect_timeout=SENTINEL_TIMEOUT,
                                  username=target.sentinel_username, password=target.sentinel_password),
             username=target.username, password=target.password, db=target.db, health_check_interval=30,
