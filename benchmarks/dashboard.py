@@ -29,7 +29,6 @@ from pathlib import Path
 from taskfire import Cron, Failed, Scheduled, Succeeded, Taskfire
 from taskfire.client import transition_for
 from taskfire.embedded import EmbeddedServer, free_port
-from taskfire.storage import SCRIPTS
 
 from . import jobs
 
@@ -40,14 +39,9 @@ CHUNK = 5000
 
 def move_all(tf: Taskfire, ids: list[str], state_for: object) -> None:
     """Moves jobs with the transition script, CHUNK per round trip."""
-    storage = tf.storage
-    storage.load_scripts()
     for start in range(0, len(ids), CHUNK):
-        pipe = storage.redis.pipeline(transaction=False)
-        for job_id in ids[start:start + CHUNK]:
-            state = state_for(job_id)  # type: ignore[operator]
-            storage._call(pipe, SCRIPTS["transition"], storage._transition_args(transition_for(job_id, state)))
-        pipe.execute()
+        tf.storage.transitions([transition_for(job_id, state_for(job_id))  # type: ignore[operator]
+                                for job_id in ids[start:start + CHUNK]])
 
 
 def fill(tf: Taskfire, succeeded: int, failed: int) -> dict[str, str]:

@@ -17,18 +17,16 @@ deleted, else `succeeded`. Continuations follow the same rules as a job's.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import msgspec
 
+from .creation import Creator, build, new_job_id, resolve
 from .errors import ConfigError
 from .job import JobFunction
 from .records import from_ms
 from .states import Scheduled
 from .storage import NewBatch, NewJob
-
-if TYPE_CHECKING:
-    from .client import Taskfire
 
 
 class Batch(msgspec.Struct, frozen=True):
@@ -66,9 +64,8 @@ class BatchBuilder:
     of its `with` block) stores them all in one MULTI. A block that raises stores
     nothing."""
 
-    def __init__(self, client: Taskfire, parent: BatchBuilder | None = None) -> None:
-        from .client import new_job_id
-        self.client = client
+    def __init__(self, creator: Creator, parent: BatchBuilder | None = None) -> None:
+        self.creator = creator
         self.parent = parent
         self.id = new_job_id()
         self.jobs: list[NewJob] = []
@@ -92,7 +89,7 @@ class BatchBuilder:
              due: str = "") -> str:
         if self.committed:
             raise RuntimeError(f"batch {self.id} is already committed")
-        new, created = self.client._new_job(self.client._target(target), args, kwargs, due, {"batch": self.id})
+        new, created = build(resolve(target), args, kwargs, due, {"batch": self.id})
         if "unique" in new.fields:
             raise ConfigError(f"{new.fn}: a batch member cannot be unique (a duplicate would never finish its batch)")
         self.jobs.append(new)
@@ -110,7 +107,7 @@ class BatchBuilder:
 
     def batch(self) -> BatchBuilder:
         """A nested batch: one member of this one, committed with it."""
-        child = BatchBuilder(self.client, self)
+        child = BatchBuilder(self.creator, self)
         self.children.append(child)
         return child
 
@@ -135,11 +132,9 @@ class BatchBuilder:
                 walk(c, b.id)
 
         walk(self, "")
-        self.client.storage.create_batches(batches, jobs)
+        self.creator.create_batches(batches, jobs, [created for b in builders for created in b.created])
         for b in builders:
             b.committed = True
-            for created in b.created:
-                created()
             for target, args, kwargs, on in b.continuations:
-                self.client.continue_batch_with(b.id, target, *args, on=on, **kwargs)
+                self.creator.continue_job("batch", b.id, target, args, kwargs, on)
         return self.id

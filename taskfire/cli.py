@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import os
@@ -14,13 +15,13 @@ import traceback
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
-import redis
 
-from . import config as cfg
-from . import connection, logs
+from . import logs
 from .client import Taskfire
 from .errors import ConfigError, TaskfireError
 from .job import registry
+from .server import config as cfg
+from .storage import TRANSIENT_ERRORS, connection
 
 log = logging.getLogger("taskfire")
 
@@ -72,17 +73,12 @@ def check_server(url: str, prefix: str) -> None:
     """Refuses a redis:// URL that names a Redis Cluster node (keys outside that node's
     slots would fail at every call); warns when Redis may evict keys: an evicted job is
     a lost job."""
-    client = connection.connect(url, socket_timeout=5)
-    try:
-        if not connection.is_cluster_url(url) and client.info("cluster").get("cluster_enabled") == 1:
-            raise ConfigError(f"{connection.redacted(url)} is a Redis Cluster node: use "
-                              f"{connection.CLUSTER_SCHEME}://host:port and a hash-tagged prefix such as "
-                              f"'{{taskfire}}:'")
-        policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
-    except redis.RedisError:
-        return  # managed servers may forbid CONFIG and INFO; the worker still runs
-    finally:
-        connection.close(client)
+    facts = connection.server_facts(url)  # None where the server would not say
+    if facts.cluster_enabled and not connection.is_cluster_url(url):
+        raise ConfigError(f"{connection.redacted(url)} is a Redis Cluster node: use "
+                          f"{connection.CLUSTER_SCHEME}://host:port and a hash-tagged prefix such as "
+                          f"'{{taskfire}}:'")
+    policy = facts.eviction_policy
     if policy and policy != "noeviction":
         log.warning("Redis maxmemory-policy is %r: under memory pressure it may evict jobs. "
                     "Set it to 'noeviction'.", policy)
@@ -105,8 +101,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         report = Taskfire(config.redis_url, prefix=config.prefix).recurring.sync(
             config.recurring_file, config.environment or None)
         log.info("recurring jobs from %s: %s", config.recurring_file, report)
-    from .server import Server
-    return Server(config).run()
+    from .server.server import Server
+    client_factory = functools.partial(Taskfire, config.redis_url, prefix=config.prefix, retention=config.retention)
+    return Server(config, client_factory).run()
 
 
 def _asdict(config: cfg.WorkerConfig) -> dict[str, Any]:
@@ -122,17 +119,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     url = server.url if joined else server.start()
     print(f"taskfire: embedded Valkey at {url} (data in {server.data_dir}"
           f"{', already running' if joined else ''})", flush=True)
-    modules = list(args.modules or [])
-    if args.demo and "taskfire.demo" not in modules:
-        modules.append("taskfire.demo")
     env = dict(os.environ, TASKFIRE_REDIS_URL=url)
-    worker_args = [sys.executable, "-m", "taskfire", "worker", *modules]
-    for flag in ("queues", "processes", "threads", "prefix"):
-        if getattr(args, flag):
-            worker_args += [f"--{flag}", getattr(args, flag)]
-    if args.demo and not args.queues:
-        worker_args += ["--queues", "critical,default,low"]
-    worker = subprocess.Popen(worker_args, env=env)
+    worker = subprocess.Popen(_up_worker_command(args), env=env)
     children = [worker]
     if args.dashboard != "off":
         dashboard_args = [sys.executable, "-m", "taskfire", "dashboard", "--bind", args.dashboard, "--workers", "1"]
@@ -167,6 +155,20 @@ def cmd_up(args: argparse.Namespace) -> int:
         if not joined:
             server.stop()
     return 0 if stopping else (worker.returncode or 0)
+
+
+def _up_worker_command(args: argparse.Namespace) -> list[str]:
+    """The `taskfire worker` command `taskfire up` runs (with the demo's jobs and queues)."""
+    modules = list(args.modules or [])
+    if args.demo and "taskfire.demo" not in modules:
+        modules.append("taskfire.demo")
+    command = [sys.executable, "-m", "taskfire", "worker", *modules]
+    for flag in ("queues", "processes", "threads", "prefix"):
+        if getattr(args, flag):
+            command += [f"--{flag}", getattr(args, flag)]
+    if args.demo and not args.queues:
+        command += ["--queues", "critical,default,low"]
+    return command
 
 
 def cmd_job(args: argparse.Namespace) -> int:
@@ -344,19 +346,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     tf = Taskfire(args.redis_url, prefix=args.prefix)
-    r, k = tf.storage.redis, tf.storage.keys
-    for name, length in tf.queue_lengths().items():
-        print(f"queue {name:<20} {length}")
-    pipe = r.pipeline(transaction=False)
-    pipe.zcard(k.schedule)
-    pipe.zcard(k.processing)
-    pipe.zcard(k.state("Failed"))
-    for s in ("Succeeded", "Failed", "Deleted"):
-        pipe.get(k.stat(s))
-    pipe.zcard(k.servers)
-    scheduled, processing, failed_now, ok, failed, deleted, servers = pipe.execute()
-    print(f"scheduled {scheduled}  processing {processing}  failed (now) {failed_now}  servers {servers}")
-    print(f"total succeeded {int(ok or 0)}  failed attempts {int(failed or 0)}  deleted {int(deleted or 0)}")
+    counts = tf.storage.monitor.counts()
+    for q in counts["queues"]:
+        print(f"queue {q['name']:<20} {q['length']}")
+    states, totals = counts["states"], counts["totals"]
+    print(f"scheduled {states['Scheduled']}  processing {states['Processing']}  failed (now) {states['Failed']}  "
+          f"servers {counts['servers']}")
+    print(f"total succeeded {totals['succeeded']}  failed attempts {totals['failed']}  deleted {totals['deleted']}")
     return 0
 
 
@@ -448,6 +444,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TaskfireError as exc:
         print(f"taskfire: {exc}", file=sys.stderr)
         return 1
-    except redis.ConnectionError as exc:
+    except TRANSIENT_ERRORS as exc:
         print(f"taskfire: cannot reach Redis: {exc}", file=sys.stderr)
         return 1

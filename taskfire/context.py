@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 from contextvars import ContextVar
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from .errors import JobCancelled
+from .payload import decode_value, encode_value, param_field
 
 SHUTDOWN = "shutdown"
 LEASE_LOST = "lease lost"
@@ -69,13 +70,23 @@ class CancellationToken:
             raise JobCancelled(f"job cancelled: {self.reason}")
 
 
+class JobStore(Protocol):
+    """What a running job writes about itself (taskfire.storage.Storage)."""
+
+    def set_job_field(self, job_id: str, field: str, value: bytes | str) -> None: ...
+    def get_job_field(self, job_id: str, field: str) -> bytes | None: ...
+    def set_progress(self, job_id: str, progress: dict[str, Any]) -> None: ...
+    def append_log(self, job_id: str, line: str, keep: int) -> None: ...
+
+
 class JobContext:
     """The running job: its id, function, queue, attempt, cancellation token and named
-    parameters."""
+    parameters; `client` is the worker's Taskfire, so jobs can enqueue jobs."""
 
     def __init__(self, job_id: str, name: str, queue: str, attempt: int,
                  args: tuple[Any, ...], kwargs: dict[str, Any], worker_id: str,
-                 cancellation: CancellationToken | None = None, client: Any = None) -> None:
+                 cancellation: CancellationToken | None = None, client: Any = None,
+                 store: JobStore | None = None) -> None:
         self.id = job_id
         self.name = name
         self.queue = queue
@@ -85,14 +96,23 @@ class JobContext:
         self.worker_id = worker_id
         self.cancellation = cancellation or CancellationToken()
         self.client = client
+        self._store = store
+
+    @property
+    def store(self) -> JobStore:
+        if self._store is None:
+            raise RuntimeError(f"job {self.id} runs outside a worker: it has nowhere to store its parameters, "
+                               f"progress or log")
+        return self._store
 
     def set_param(self, name: str, value: Any) -> None:
         """Stores a named parameter on this job: it survives retries, and clients and
         the dashboard see it (`get_job(id).params`)."""
-        self.client.set_job_param(self.id, name, value)
+        self.store.set_job_field(self.id, param_field(name), encode_value(name, value))
 
     def get_param(self, name: str, default: Any = None) -> Any:
-        return self.client.get_job_param(self.id, name, default)
+        raw = self.store.get_job_field(self.id, param_field(name))
+        return default if raw is None else decode_value(raw)
 
     def progress(self, done: float, total: float | None = None) -> None:
         """Reports progress: a fraction (0.42), or `done` of `total` items. Shown in the
@@ -100,12 +120,12 @@ class JobContext:
         if total is not None and total <= 0:
             raise ValueError("progress total must be > 0")
         fraction = done / total if total is not None else done
-        self.client.storage.set_progress(self.id, {"done": done, "total": total, "fraction": round(fraction, 6)})
+        self.store.set_progress(self.id, {"done": done, "total": total, "fraction": round(fraction, 6)})
 
     def log(self, line: str) -> None:
         """Appends a line to the job's log (the last 1,000 lines are kept, each up to
         2,000 characters), shown in its details."""
-        self.client.storage.append_log(self.id, str(line)[:LOG_LINE_LIMIT], LOG_LINES_KEPT)
+        self.store.append_log(self.id, str(line)[:LOG_LINE_LIMIT], LOG_LINES_KEPT)
 
     def __repr__(self) -> str:
         return f"<JobContext {self.name} id={self.id} attempt={self.attempt}>"

@@ -18,9 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import redis
-
 from .errors import TaskfireError
+from .storage.connection import probe
 
 
 def default_data_dir() -> Path:
@@ -88,8 +87,9 @@ class EmbeddedServer:
         try:
             state = json.loads(self._state_file.read_text())
             os.kill(int(state["pid"]), 0)
-            redis.Redis(port=int(state["port"]), socket_timeout=2).ping()
-        except (OSError, ValueError, KeyError, redis.RedisError):
+            if probe(int(state["port"])) != "ready":
+                return False
+        except (OSError, ValueError, KeyError):
             return False
         self.port = int(state["port"])
         return True
@@ -113,24 +113,18 @@ class EmbeddedServer:
         self.process = subprocess.Popen([str(self.binary), str(config)], cwd=self.data_dir,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                         start_new_session=True)
-        client = redis.Redis(port=self.port, socket_timeout=2)
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                client.ping()
+            answer = probe(self.port)
+            if answer == "ready":
                 break
-            except redis.BusyLoadingError:
-                pass  # replaying its AOF
-            except redis.ConnectionError:
-                if self.process.poll() is not None:
-                    raise TaskfireError(
-                        f"{self.binary.name} exited with code {self.process.returncode}; "
-                        f"see {self.data_dir / 'server.log'}") from None
+            if answer == "down" and self.process.poll() is not None:  # "loading": replaying its AOF
+                raise TaskfireError(f"{self.binary.name} exited with code {self.process.returncode}; "
+                                    f"see {self.data_dir / 'server.log'}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise TaskfireError(f"{self.binary.name} did not answer on port {self.port} within {timeout} s")
             time.sleep(0.02)
-        client.close()
         self._state_file.write_text(json.dumps({"pid": self.process.pid, "port": self.port}))
         return self.url
 

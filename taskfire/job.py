@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, ParamSpec, TypeVar, overload
+from typing import Any, Callable, Generic, Iterable, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
 
@@ -18,16 +18,38 @@ from .filters import JobFilter
 from .payload import Binder
 from .retries import DEFAULT_RETRIES, ON_EXHAUSTED, RetryPolicy
 from .states import check_queue_name
-from . import client as client_module  # (a cycle: client imports job; used at call time only)
-
-if TYPE_CHECKING:
-    from .client import Taskfire
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 #: Jobs by name, filled by @job as modules are imported.
 registry: dict[str, JobFunction[Any, Any]] = {}
+
+
+class JobClient(Protocol):
+    """What a job function needs of a client (taskfire.Taskfire) to store its jobs."""
+
+    def enqueue(self, target: Any, /, *args: Any, **kwargs: Any) -> str: ...
+    def schedule(self, target: Any, when: datetime | timedelta | float, /, *args: Any, **kwargs: Any) -> str: ...
+    def enqueue_many(self, target: Any, calls: Iterable[tuple[Any, ...] | dict[str, Any]]) -> list[str]: ...
+    def _continue(self, kind: str, parent: str, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                  on: str) -> str: ...
+
+
+_default: JobClient | None = None
+
+
+def set_default_client(client: JobClient) -> None:
+    """Makes `client` the one `job.enqueue(...)` uses (every new Taskfire does this)."""
+    global _default
+    _default = client
+
+
+def default_client() -> Any:
+    """The client `job.enqueue(...)` uses: the most recently created Taskfire."""
+    if _default is None:
+        raise RuntimeError("no Taskfire client yet: create one first, e.g. tf = Taskfire()")
+    return _default
 
 
 class JobOptions(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -59,7 +81,7 @@ class JobFunction(Generic[P, R]):
     def __init__(self, fn: Callable[P, R] | None, name: str, *, queue: str = "default",
                  retries: int = DEFAULT_RETRIES, retry_delays: list[float] | None = None,
                  retry_on: tuple[type[BaseException], ...] = (Exception,),
-                 on_exhausted: str = "fail", client: Taskfire | None = None,
+                 on_exhausted: str = "fail", client: JobClient | None = None,
                  overrides: JobOptions = JobOptions(), filters: tuple[JobFilter, ...] = (),
                  controls: JobControls = JobControls(), unique_key: str | None = None) -> None:
         self.fn = fn
@@ -89,7 +111,7 @@ class JobFunction(Generic[P, R]):
     def options(self, *, queue: str | None = None, retries: int | None = None,
                 retry_delays: list[float] | None = None, on_exhausted: str | None = None,
                 timeout: float | None = None, unique_key: str | None = None,
-                client: Taskfire | None = None) -> JobFunction[P, R]:
+                client: JobClient | None = None) -> JobFunction[P, R]:
         """A copy that enqueues with these options (stored with each job it creates).
         `unique_key`: while a job with this key is pending, enqueueing returns its id."""
         if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
@@ -112,8 +134,8 @@ class JobFunction(Generic[P, R]):
                            unique_key=unique_key if unique_key is not None else self.unique_key)
         return copy
 
-    def _client(self) -> Taskfire:
-        return self.client or client_module.default_client()
+    def _client(self) -> JobClient:
+        return self.client or default_client()
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Stores the job in its queue; returns its id."""

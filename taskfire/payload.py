@@ -9,12 +9,13 @@ the job with a clear reason when the stored data does not fit.
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from typing import Any, Callable, Sequence
 
 import msgspec
 
-from .errors import PayloadError
+from .errors import ConfigError, PayloadError
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
@@ -22,6 +23,17 @@ _args_decoder = msgspec.msgpack.Decoder(tuple[list[Any], dict[str, Any]])
 
 #: The largest repr kept for a result that msgpack cannot encode.
 RESULT_REPR_LIMIT = 2000
+
+#: Job parameters are job hash fields named "param:<name>", each a msgpack value.
+PARAM_PREFIX = "param:"
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
+
+
+def param_field(name: str) -> str:
+    """The job hash field of parameter `name`, or a ConfigError if the name is not one."""
+    if not isinstance(name, str) or not _PARAM_NAME.match(name):
+        raise ConfigError(f"job parameter name {name!r}: use up to 100 letters, digits, '_', '.' or '-'")
+    return PARAM_PREFIX + name
 
 
 def encode_args(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],

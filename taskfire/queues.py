@@ -14,16 +14,14 @@ holds Redis for long, and none costs a round trip per job.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 
 from .errors import ConfigError
 from .records import from_ms
 from .states import ENQUEUED, check_queue_name
-
-if TYPE_CHECKING:
-    from .client import Taskfire
+from .storage import Storage
 
 #: Jobs one script call looks at.
 SLICE = 1000
@@ -44,33 +42,32 @@ class QueueInfo(msgspec.Struct, frozen=True):
     jobs_out: int                     # jobs workers took from it, ever
 
 
-def run_bulk(client: Taskfire, action: str, *args: str) -> BulkResult:
+def run_bulk(storage: Storage, action: str, *args: str) -> BulkResult:
     """Runs an action slice by slice until a slice finds nothing left."""
     changed = looked = calls = 0
     position = 0
     while True:
-        c, n, position = client.storage.bulk(action, SLICE, position, *args)
+        c, n, position = storage.bulk(action, SLICE, position, *args)
         changed, looked, calls = changed + c, looked + n, calls + 1
         if n == 0:
             return BulkResult(changed, looked, calls)
 
 
-def bulk_by_state(client: Taskfire, action: str, state: str, function: str | None,
+def bulk_by_state(storage: Storage, action: str, state: str, function: str | None,
                   exception: str | None, queue: str | None) -> BulkResult:
     if not isinstance(state, str) or not state:
         raise ConfigError("name the state, e.g. 'Failed'")
     state = state[0].upper() + state[1:]
     if state == ENQUEUED:
         raise ConfigError("jobs waiting in a queue are handled per queue: use tf.queues.purge() or move()")
-    return run_bulk(client, action, state, function or "", exception or "", queue or "")
+    return run_bulk(storage, action, state, function or "", exception or "", queue or "")
 
 
 class Queues:
     """`tf.queues`: the queues under one client's prefix."""
 
-    def __init__(self, client: Taskfire) -> None:
-        self.client = client
-        self.storage = client.storage
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
 
     def _known(self, name: str) -> str:
         check_queue_name(name)
@@ -79,16 +76,8 @@ class Queues:
         return name
 
     def list(self) -> list[QueueInfo]:
-        facts = self.storage.queue_facts()
-        oldest = {}
-        ids = [f[3].decode() for f in facts if f[3]]
-        if ids:
-            pipe = self.storage.redis.pipeline(transaction=False)
-            for i in ids:
-                pipe.hget(self.storage.keys.job(i), "created")
-            oldest = {i: int(c) for i, c in zip(ids, pipe.execute(), strict=True) if c}
-        return [QueueInfo(name, length, paused, from_ms(oldest.get(head.decode())) if head else None, jin, jout)
-                for name, length, paused, head, jin, jout in facts]
+        return [QueueInfo(f.name, f.length, f.paused, from_ms(f.oldest_created_ms), f.jobs_in, f.jobs_out)
+                for f in self.storage.monitor.queue_facts()]
 
     def pause(self, name: str) -> bool:
         """Stops every worker taking from the queue (it keeps accepting jobs); False if it
@@ -105,8 +94,8 @@ class Queues:
         check_queue_name(target)
         if source == target:
             raise ConfigError(f"cannot move queue {source!r} to itself")
-        return run_bulk(self.client, "move", source, target)
+        return run_bulk(self.storage, "move", source, target)
 
     def purge(self, name: str) -> BulkResult:
         """Deletes every job waiting in the queue (each with a reason in its history)."""
-        return run_bulk(self.client, "purge", self._known(name))
+        return run_bulk(self.storage, "purge", self._known(name))

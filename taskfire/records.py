@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from .errors import PayloadError
-from .payload import decode_args, decode_value
+from .payload import PARAM_PREFIX, decode_args, decode_value
 from .states import FAILED, FINAL_STATES
 
 
@@ -99,10 +99,6 @@ def _exception_of(entries: list[HistoryEntry]) -> ExceptionInfo | None:
                                  message=str(e.data.get("exception_message") or ""),
                                  traceback=e.data.get("exception_details"))
     return None
-
-
-#: Job parameters are hash fields named "param:<name>", each a msgpack value.
-PARAM_PREFIX = "param:"
 
 
 def _param_value(raw: bytes) -> Any:

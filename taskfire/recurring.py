@@ -27,19 +27,18 @@ import re
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 import msgspec
 
+from .creation import new_job_id, resolve
 from .cron import Schedule
 from .errors import ConfigError
 from .job import JobFunction, JobOptions
 from .payload import decode_args, encode_args
 from .records import from_ms
 from .states import check_queue_name
-
-if TYPE_CHECKING:
-    from .client import Taskfire
+from .storage import Storage
 
 MISFIRE_MODES = ("relaxed", "strict", "ignorable")
 #: How late a scheduler may reach a tick of an `ignorable` job and still fire it.
@@ -114,9 +113,9 @@ class SyncReport(msgspec.Struct, frozen=True):
 class RecurringJobs:
     """`tf.recurring`: the recurring jobs stored under one client's prefix."""
 
-    def __init__(self, client: Taskfire) -> None:
-        self.client = client
-        self.storage = client.storage
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.store = storage.recurring
 
     def add_or_update(self, recurring_id: str, target: JobFunction[..., Any] | str, cron: str, *,
                       args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, tz: str = "UTC",
@@ -129,7 +128,7 @@ class RecurringJobs:
         schedule = Schedule(cron, tz)
         if misfire not in MISFIRE_MODES:
             raise ConfigError(f"misfire must be one of {', '.join(MISFIRE_MODES)}, not {misfire!r}")
-        jf = self.client._target(target)
+        jf = resolve(target)
         args, kwargs = tuple(args), dict(kwargs or {})
         if jf.binder is not None:
             jf.binder.check(jf.name, args, kwargs)
@@ -148,51 +147,50 @@ class RecurringJobs:
         controls.pop("unique", None)  # a recurring run is unique by its tick already
         fields["controls"] = json.dumps(controls) if controls else ""
         now = self.storage.server_time_ms()
-        cron_was, tz_was, error, created, enabled = self.storage.read_recurring_fields(
+        cron_was, tz_was, error, created, enabled = self.store.read_fields(
             recurring_id, "cron", "tz", "error", "created", "enabled")
         if created is None:
             fields.update(created=str(now), enabled="1")
         reschedule = created is None or error is not None or (cron_was, tz_was) != (schedule.expr, schedule.tz)
         next_ms = schedule.next_ms(now) if enabled != "0" else None
-        self.storage.save_recurring(recurring_id, fields, next_ms, reschedule and enabled != "0")
+        self.store.save(recurring_id, fields, next_ms, reschedule and enabled != "0")
 
     def trigger(self, recurring_id: str) -> str | None:
         """Enqueues a run now, leaving the schedule as it is; returns the job's id, or None
         if there is no such recurring job."""
-        from .client import new_job_id
         job_id = new_job_id()
         now = self.storage.server_time_ms()
-        done = self.storage.fire_recurring(recurring_id, None, None, "", f"Triggered by hand from recurring "
+        done = self.store.fire(recurring_id, None, None, "", f"Triggered by hand from recurring "
                                            f"job '{recurring_id}'", [(job_id, now)])
         return job_id if done > 0 else None
 
     def enable(self, recurring_id: str) -> bool:
         """Enables a recurring job from its next tick on (ticks missed while it was
         disabled are not fired); False if there is no such job."""
-        cron, tz = self.storage.read_recurring_fields(recurring_id, "cron", "tz")
+        cron, tz = self.store.read_fields(recurring_id, "cron", "tz")
         if cron is None:
             return False
         next_ms = Schedule(cron, tz or "UTC").next_ms(self.storage.server_time_ms())
-        return self.storage.set_recurring_enabled(recurring_id, True, next_ms)
+        return self.store.set_enabled(recurring_id, True, next_ms)
 
     def disable(self, recurring_id: str) -> bool:
         """Stops firing a recurring job (it can still be triggered); False if absent."""
-        return self.storage.set_recurring_enabled(recurring_id, False, None)
+        return self.store.set_enabled(recurring_id, False, None)
 
     def remove(self, recurring_id: str) -> bool:
         """Deletes a recurring job; no error if it is absent (returns False then). Jobs it
         already fired are left alone."""
-        return self.storage.remove_recurring(recurring_id)
+        return self.store.remove(recurring_id)
 
     def get(self, recurring_id: str) -> RecurringJob | None:
-        found = self.storage.read_recurring([recurring_id])
+        found = self.store.read([recurring_id])
         h, state = found[0]
         return _build(recurring_id, h, state) if h else None
 
     def list(self) -> list[RecurringJob]:
         """Every recurring job, soonest next run first (disabled ones last)."""
-        ids = self.storage.recurring_ids()
-        return [_build(i, h, s) for i, (h, s) in zip(ids, self.storage.read_recurring(ids), strict=True) if h]
+        ids = self.store.ids()
+        return [_build(i, h, s) for i, (h, s) in zip(ids, self.store.read(ids), strict=True) if h]
 
     def sync(self, path: str | os.PathLike[str], environment: str | None = None) -> SyncReport:
         """Makes the stored recurring jobs match a TOML file (see `load_file`): adds and
@@ -274,26 +272,30 @@ def load_file(path: str | os.PathLike[str], environment: str | None = None) -> t
         for rid, spec in overrides.items():
             declared[rid] = {**declared.get(rid, {}), **spec}
     for rid, spec in declared.items():
-        check_recurring_id(rid)
-        where = f"{p}: recurring job {rid!r}"
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{where}: expected a table")
-        bad = set(spec) - _KEYS
-        if bad:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(bad))} (expected {', '.join(sorted(_KEYS))})")
-        for key in ("function", "cron"):
-            if not isinstance(spec.get(key), str):
-                raise ConfigError(f"{where}: '{key}' is missing or not a string")
-        if not isinstance(spec.get("args", []), list) or not isinstance(spec.get("kwargs", {}), dict):
-            raise ConfigError(f"{where}: 'args' must be an array and 'kwargs' a table")
-        try:
-            Schedule(spec["cron"], spec.get("tz", "UTC"))
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+        _check_entry(f"{p}: recurring job {rid!r}", rid, spec)
     source = data.get("source", p.name)
     if not isinstance(source, str) or not source:
         raise ConfigError(f"{p}: 'source' must be a non-empty string")
     return source, declared
+
+
+def _check_entry(where: str, rid: str, spec: Any) -> None:
+    """One recurring job of a file, checked before anything is written."""
+    check_recurring_id(rid)
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: expected a table")
+    bad = set(spec) - _KEYS
+    if bad:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(bad))} (expected {', '.join(sorted(_KEYS))})")
+    for key in ("function", "cron"):
+        if not isinstance(spec.get(key), str):
+            raise ConfigError(f"{where}: '{key}' is missing or not a string")
+    if not isinstance(spec.get("args", []), list) or not isinstance(spec.get("kwargs", {}), dict):
+        raise ConfigError(f"{where}: 'args' must be an array and 'kwargs' a table")
+    try:
+        Schedule(spec["cron"], spec.get("tz", "UTC"))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _table(p: Path, data: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Checked by mypy (tests/test_cli.py), never run: @job keeps the function's signature."""
+"""Checked by mypy (tests/integration/test_cli.py), never run: @job keeps the function's signature."""
 
 from datetime import timedelta
 

@@ -1,6 +1,6 @@
 """The dashboard's Prometheus /metrics: jobs per state, queues (length, paused, age of the
 oldest waiting job), outcomes, servers (alive, heartbeat age), and what the workers flush
-(run-time histogram and retries per function; see taskfire.metrics). A handful of round
+(run-time histogram and retries per function; see taskfire.server.metrics). A handful of round
 trips, however many jobs are stored."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskfire import Taskfire
-from taskfire.metrics import read_job_metrics
+from taskfire.server.metrics import function_metrics
 
 #: Seconds after which a server that stopped beating counts as dead, when it does not say
 #: (the worker's default --server-timeout).
@@ -75,7 +75,7 @@ def exposition(tf: Taskfire, counts: dict[str, Any]) -> str:
     for s, age in servers:
         out.sample("taskfire_server_heartbeat_age_seconds", round(age, 3), server=s["id"], host=s.get("host", ""))
 
-    functions = read_job_metrics(tf)
+    functions = function_metrics(tf.storage.monitor.job_metrics())
     out.metric("taskfire_job_duration_seconds", "histogram",
                "Run time of jobs per function, as flushed by workers every --metrics-interval seconds.")
     for f in functions:

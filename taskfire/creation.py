@@ -1,0 +1,147 @@
+"""Creating jobs: the one job factory that the client, batches and recurring jobs share.
+
+A job is made from a job function and a call: its arguments are checked against the
+function's signature and encoded, its client filters run (`on_creating` may set
+parameters or cancel), its controls become fields (a mutex, a limit, a uniqueness key),
+and its id is made here, by the client, so that a call repeated after a dropped
+connection creates nothing twice. `on_created` runs once the job is stored.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import msgspec
+
+from .controls import JobControls
+from .errors import ConfigError
+from .filters import CreatedContext, CreatingContext, global_filters, pipeline, run_created, run_creating
+from .job import JobFunction, JobOptions, registry
+from .payload import encode_args, encode_value, param_field
+from .storage import NewBatch, NewJob, Storage
+
+_opts_encoder = msgspec.msgpack.Encoder()
+_NO_CONTROLS = JobControls()
+_NO_OVERRIDES = JobOptions()
+
+#: What to call once a job is stored (its client filters' on_created), if anything.
+OnCreated = Callable[[], None] | None
+
+
+def new_job_id() -> str:
+    """24 hex digits: milliseconds since the epoch, then 48 random bits. Ids sort by
+    creation time, and two jobs made in the same millisecond differ by chance alone.
+    (`random` is seeded from the OS and reseeded in a forked child; `secrets` would cost
+    a system call per id.)"""
+    return f"{int(time.time() * 1000):012x}{random.getrandbits(48):012x}"
+
+
+def resolve(target: JobFunction[..., Any] | str) -> JobFunction[..., Any]:
+    """The job function a target names: a @job function, or "module:function". A name
+    this process has registered keeps its queue, retries and controls (a mutex, say), as
+    the function itself would: a recurring job declared by name in a TOML file must not
+    lose them."""
+    if isinstance(target, str):
+        if ":" not in target:
+            raise ConfigError(f"job name {target!r} must look like 'package.module:function'")
+        return registry.get(target) or JobFunction(None, target)
+    if isinstance(target, JobFunction):
+        return target
+    if callable(target):
+        name = f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', target)}"
+        raise ConfigError(f"{name} is not a job: decorate it with @job")
+    raise ConfigError(f"cannot enqueue {target!r}: pass a @job function or a 'module:function' name")
+
+
+def build(jf: JobFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], due: str = "",
+          fields: dict[str, bytes | str] | None = None) -> tuple[NewJob, OnCreated]:
+    """The job to store for a call of `jf`, and what to call once it is stored."""
+    if jf.name.startswith("__main__:"):
+        raise ConfigError(
+            f"cannot enqueue {jf.name}: it is defined in the script being run (__main__), "
+            f"which a worker cannot import. Move it to a module (e.g. myapp/jobs.py), "
+            f"import it from there, and start the worker with that module.")
+    signature = None
+    if jf.binder is not None:
+        jf.binder.check(jf.name, args, kwargs)
+        signature = jf.binder.signature
+    opts = b"" if jf.overrides == _NO_OVERRIDES else _opts_encoder.encode(jf.overrides)
+    filters = pipeline(jf.filters) if jf.filters or len(global_filters) else None
+    creating = None
+    if filters:
+        fields = dict(fields or {})
+        creating = CreatingContext(jf.name, args, kwargs, jf.queue)
+        run_creating(filters, creating)
+        for name, value in creating.params.items():
+            fields[param_field(name)] = encode_value(name, value)
+    encoded = encode_args(jf.name, args, kwargs, signature)
+    if jf.controls != _NO_CONTROLS or jf.unique_key is not None:
+        fields = {**(fields or {}), **jf.controls.fields(jf.name, signature, args, kwargs, jf.unique_key, encoded)}
+    new = NewJob(id=new_job_id(), fn=jf.name, args=encoded, queue=jf.queue, opts=opts, due=due,
+                 fields=fields or {})
+    if creating is None or filters is None:
+        return new, None
+    done = CreatedContext(new.id, creating)
+    return new, lambda: run_created(filters, done)
+
+
+class Creator:
+    """Stores new jobs: one at a time, many at once, as continuations, or as batches."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def create(self, target: JobFunction[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any],
+               due: str = "") -> str:
+        """Stores one job (now, or at `due`); returns its id, or the id of the pending job
+        that holds its uniqueness key."""
+        new, created = build(resolve(target), args, kwargs, due)
+        pending = self.storage.create([new]).get(new.id)
+        if pending is not None:
+            return pending
+        if created:
+            created()
+        return new.id
+
+    def create_many(self, target: JobFunction[..., Any] | str,
+                    calls: Iterable[tuple[Any, ...] | dict[str, Any]]) -> list[str]:
+        """One job per call (positional arguments as a tuple, keyword ones as a dict);
+        every call is checked before any job is stored."""
+        jf = resolve(target)
+        made = []
+        for call in calls:
+            if isinstance(call, dict):
+                made.append(build(jf, (), call))
+            elif isinstance(call, tuple):
+                made.append(build(jf, call, {}))
+            else:
+                raise TypeError(f"enqueue_many takes tuples of positional or dicts of keyword "
+                                f"arguments, not {type(call).__name__}: {call!r}")
+        pending = self.storage.create([new for new, _ in made])
+        for new, created in made:
+            if created and new.id not in pending:
+                created()
+        return [pending.get(new.id, new.id) for new, _ in made]
+
+    def continue_job(self, kind: str, parent: str, target: JobFunction[..., Any] | str, args: tuple[Any, ...],
+                     kwargs: dict[str, Any], on: str) -> str:
+        """Stores a job Awaiting a parent job or batch (`kind`), released when it succeeds
+        (`on="succeeded"`) or reaches any outcome (`on="finished"`); returns its id."""
+        if on not in ("succeeded", "finished"):
+            raise ConfigError(f"on must be 'succeeded' or 'finished', not {on!r}")
+        new, created = build(resolve(target), args, kwargs)
+        if self.storage.continue_job(kind, parent, on, new) < 0:
+            raise ConfigError(f"cannot continue {kind} {parent!r}: there is no such {kind} "
+                              f"(never created, or expired after its retention)")
+        if created:
+            created()
+        return new.id
+
+    def create_batches(self, batches: Sequence[NewBatch], jobs: Sequence[NewJob],
+                       created: Sequence[Callable[[], None]]) -> None:
+        """Stores batches and their jobs at once, then runs the jobs' on_created."""
+        self.storage.create_batches(batches, jobs)
+        for callback in created:
+            callback()

@@ -1,0 +1,8 @@
+"""The storage layer: the only code that speaks to Redis (see store.py for the map)."""
+
+from .scripts import TRANSIENT_ERRORS
+from .store import Storage
+from .wire import Applied, DueRun, Fetch, FetchedJob, FetchRequest, NewBatch, NewJob, Transition
+
+__all__ = ["Storage", "TRANSIENT_ERRORS", "Applied", "DueRun", "Fetch", "FetchedJob", "FetchRequest", "NewBatch",
+           "NewJob", "Transition"]

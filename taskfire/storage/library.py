@@ -1,0 +1,49 @@
+"""taskfire's Lua, assembled into one Redis Functions library.
+
+The shared code (`lua/lib/`, in the order of `SHARED`) is loaded once per server with
+FUNCTION LOAD, and each script of `lua/scripts/` becomes one function of it, so the
+shared definitions are made at load and not at every call, as they would be with
+EVALSHA. Python writes the part of the library that must agree with it (key names and
+each state's index kind, from keys.py), so nothing is spelled twice.
+
+The library's name carries a hash of its code, so workers and clients of different
+versions share a server without calling each other's scripts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .keys import lua_definitions
+
+LUA = Path(__file__).with_name("lua")
+
+#: The shared code, in load order: each file may use what the files before it define.
+SHARED = ("base.lua", "gather.lua", "states.lua", "workflow.lua", "admission.lua", "changes.lua", "fetch.lua",
+          "call.lua")
+
+#: One function per script: lua/scripts/<name>.lua.
+SCRIPT_NAMES = ("create", "fetch", "transition", "finish", "extend", "heartbeat", "recurring_claim",
+                "recurring_fire", "continue", "batch_open", "bulk")
+
+
+def _assemble() -> tuple[str, str]:
+    """The library's code and its version (a hash of that code)."""
+    shared = [lua_definitions()] + [(LUA / "lib" / name).read_text() for name in SHARED]
+    bodies = {name: (LUA / "scripts" / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+    version = hashlib.sha1("\0".join([*shared, *bodies.values()]).encode()).hexdigest()[:12]
+    parts = [f"#!lua name=taskfire_{version}", *shared]
+    for name, body in bodies.items():
+        parts.append(f"local function {name}_script()\n{body}\nend\n"
+                     f"redis.register_function('{function_name(version, name)}', function(keys, args) "
+                     f"return run({name}_script, keys, args) end)")
+    return "\n".join(parts), version
+
+
+def function_name(version: str, script: str) -> str:
+    return f"tf_{version}_{script}"
+
+
+LIBRARY, LIBRARY_VERSION = _assemble()
+FUNCTIONS = {name: function_name(LIBRARY_VERSION, name) for name in SCRIPT_NAMES}

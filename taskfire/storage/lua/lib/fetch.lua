@@ -1,0 +1,153 @@
+-- fetch.lua: a worker takes jobs, moving each to Processing under a lease in the same
+-- step, so a job is never out of Redis's sight; every fetch first does a bounded share of
+-- the cluster's timekeeping (due scheduled jobs, lapsed leases).
+
+local TIMEKEEPING_BATCH = '100'  -- promotions and recoveries per call (as an argument)
+local MAX_SKIPPED = 1000       -- stale queue entries skipped per call
+
+-- The cluster's timekeeping, safe for any number of workers at once: enqueues due
+-- scheduled jobs and requeues jobs whose lease lapsed (their worker died or lost Redis),
+-- a bounded batch of each per call.
+local function timekeeping(now, recoveries_allowed)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.schedule, '-inf', fmt(now), 'LIMIT', '0', TIMEKEEPING_BATCH)) do
+    local state, queue = unpack(redis.call('HMGET', K.job(id), 'state', 'queue'))
+    if state == 'Scheduled' then
+      transition(id, state, 'Enqueued', now,
+        { { 'Enqueued', entry(now, 'Enqueued', 'Scheduled time reached', { queue = queue }) } },
+        { queue = queue })
+    else
+      redis.call('ZREM', K.schedule, id)
+    end
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', fmt(now), 'LIMIT', '0', TIMEKEEPING_BATCH)) do
+    local jk = K.job(id)
+    local state, queue, owner = unpack(redis.call('HMGET', jk, 'state', 'queue', 'lease'))
+    if state == 'Processing' then
+      local n = redis.call('HINCRBY', jk, 'recoveries', 1)
+      if n > recoveries_allowed then
+        local data = { exception_type = 'taskfire.WorkerLost', worker = owner, recoveries = n,
+          exception_message = 'its worker stopped renewing the lease ' .. n .. ' times (killed or cut off from Redis)' }
+        transition(id, state, 'Failed', now,
+          { { 'Failed', entry(now, 'Failed', 'Abandoned: its worker was lost ' .. n .. ' times', data) } },
+          { fields = { 'error_type', 'taskfire.WorkerLost' } })
+      else
+        local data = { queue = queue, worker = owner, recoveries = n }
+        transition(id, state, 'Enqueued', now,
+          { { 'Enqueued', entry(now, 'Enqueued', 'Requeued: its worker stopped renewing the lease', data) } },
+          { queue = queue, front = true })
+      end
+    else
+      redis.call('ZREM', K.processing, id)
+    end
+  end
+end
+
+-- Takes the next job of queue q for a worker, moving it to Processing under a lease.
+-- Returns 'empty', 'stale' (an id left behind by a job deleted or moved since), or the
+-- job's reply values.
+local function take(q, worker, lease, now)
+  write_pushes()
+  local id = redis.call('RPOP', K.queue(q))
+  if not id then return 'empty' end
+  local state, queue, fn, args, opts, retries, created, fetches, limit, rate = unpack(redis.call('HMGET', K.job(id),
+    'state', 'queue', 'fn', 'args', 'opts', 'retries', 'created', 'fetches', 'limit', 'rate'))
+  if state ~= 'Enqueued' or queue ~= q then return 'stale' end
+  if limit or rate then
+    local f = { limit = limit or nil, rate = rate or nil }
+    f.limit_max, f.limit_since, f.limit_timeout, f.rate_max, f.rate_period = unpack(redis.call('HMGET', K.job(id),
+      'limit_max', 'limit_since', 'limit_timeout', 'rate_max', 'rate_period'))
+    if not admit(id, f, now, lease) then return 'stale' end
+  end
+  fetches = fmt((tonumber(fetches) or 0) + 1)
+  local token = worker .. ':' .. fetches
+  transition(id, state, 'Processing', now,
+    { { 'Processing', entry(now, 'Processing', nil, { worker = worker }) } },
+    { token = token, lease = lease, fetches = fetches, created = created, origin = queue })
+  return { id, token, fn or '', args or '', q, opts or '', retries or '0', created or '0' }
+end
+
+-- The queues a worker asked for, less the paused ones: names in priority order, and
+-- their weights if it asked as "name:weight".
+local function fetchable(a)
+  local paused = {}
+  if redis.call('EXISTS', K.paused) == 1 then
+    for _, q in ipairs(redis.call('SMEMBERS', K.paused)) do paused[q] = true end
+  end
+  local names, weights = {}, {}
+  for i = a, #ARGV do
+    local name, weight = string.match(ARGV[i], '^([^:]+):(%d+)$')
+    name = name or ARGV[i]
+    if not paused[name] then
+      table.insert(names, name)
+      weights[#names] = tonumber(weight)
+    end
+  end
+  return names, weights
+end
+
+-- Takes up to `max` jobs, moving each to Processing under a lease: in strict queue
+-- order, or, when the queues carry weights, from the non-empty ones in proportion to
+-- their weights (a pseudo-random draw seeded by the caller). Paused queues are skipped.
+-- Reads from ARGV[a] on: worker id, max jobs, lease in ms, recoveries allowed, pass-wake
+-- ("1": when this worker is full and a queue still has jobs, leave a token for the next
+-- idle worker), a random seed (1 to 2^31-2), then the queues ("name" or "name:weight")
+-- in priority order to the end of ARGV.
+-- Returns {now, next wake-up (-1 if none; computed only when nothing was taken), n,
+--          then per job: id, lease token, fn, args, queue, opts, retries, created}
+local function fetch_jobs(a, now)
+  local worker, max, lease = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  timekeeping(now, tonumber(ARGV[a + 3]))
+  local names, weights = fetchable(a + 6)
+  local reply = { now, -1, 0 }
+  local taken, skipped = 0, 0
+  local function took(got)
+    if got == 'stale' then skipped = skipped + 1 return end
+    for _, v in ipairs(got) do table.insert(reply, v) end
+    taken = taken + 1
+    tally('taken', got[5])
+  end
+  if weights[1] then
+    local seed = tonumber(ARGV[a + 5])
+    local open = {}  -- candidate indexes, dropped as their queues run dry
+    for i = 1, #names do open[i] = i end
+    while taken < max and skipped < MAX_SKIPPED and #open > 0 do
+      local total = 0
+      for _, i in ipairs(open) do total = total + weights[i] end
+      seed = (seed * 16807) % 2147483647  -- Park-Miller
+      local r = seed / 2147483647 * total
+      local pick = #open
+      for k, i in ipairs(open) do
+        r = r - weights[i]
+        if r < 0 then pick = k break end
+      end
+      local got = take(names[open[pick]], worker, lease, now)
+      if got == 'empty' then table.remove(open, pick) else took(got) end
+    end
+    if taken >= max and ARGV[a + 4] == '1' then
+      for _, i in ipairs(open) do
+        if redis.call('LLEN', K.queue(names[i])) > 0 then wake(names[i]) break end
+      end
+    end
+  else
+    for _, q in ipairs(names) do
+      while taken < max and skipped < MAX_SKIPPED do
+        local got = take(q, worker, lease, now)
+        if got == 'empty' then break end
+        took(got)
+      end
+      if taken >= max then
+        if ARGV[a + 4] == '1' and redis.call('LLEN', K.queue(q)) > 0 then wake(q) end
+        break
+      end
+    end
+  end
+  reply[3] = taken
+  if taken == 0 then
+    local heads = { redis.call('ZRANGE', K.schedule, 0, 0, 'WITHSCORES'),
+                    redis.call('ZRANGE', K.processing, 0, 0, 'WITHSCORES') }
+    for _, head in ipairs(heads) do
+      if head[2] and (reply[2] == -1 or tonumber(head[2]) < reply[2]) then reply[2] = tonumber(head[2]) end
+    end
+  end
+  return reply
+end

@@ -1,0 +1,237 @@
+"""The read model: what the client's list verbs and the dashboard show, read in bounded
+ranges of the indexes (no KEYS, no SCAN) and in a fixed number of round trips however
+many jobs are stored. Nothing here writes.
+
+Which index a state's jobs are in comes from keys.STATE_INDEX (and, for a custom state,
+the kind recorded in the custom-states registry when a job first entered it).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+
+from ..errors import ConfigError
+from .keys import STATE_INDEX
+
+if TYPE_CHECKING:
+    from .store import Storage
+
+#: States the dashboard lists, in menu order. Custom states are found in the registry.
+STATES = ("Enqueued", "Scheduled", "Processing", "Awaiting", "Succeeded", "Failed", "Deleted")
+#: Hourly buckets the history graphs show (a week; the buckets live 8 days).
+HISTORY_HOURS = 7 * 24
+
+
+class QueueFacts(NamedTuple):
+    name: str
+    length: int                 # ids waiting (ids of jobs deleted since included)
+    paused: bool
+    oldest_created_ms: int | None  # when the next job to run was created
+    jobs_in: int
+    jobs_out: int
+
+
+class Monitor:
+    def __init__(self, storage: Storage) -> None:
+        self.redis = storage.redis
+        self.keys = storage.keys
+        self.storage = storage
+
+    # -- jobs by state -------------------------------------------------------------
+
+    def index_kind(self, state: str) -> str | None:
+        """The kind of a state's index (keys.STATE_INDEX), or None for a custom state
+        no job has entered."""
+        kind = STATE_INDEX.get(state)
+        if kind is None:
+            raw = self.redis.hget(self.keys.custom_states, state) or self.redis.type(self.keys.state(state))
+            kind = raw.decode() if isinstance(raw, bytes) else str(raw)  # TYPE: a store from before the registry
+        return kind if kind in ("list", "zset", "queue", "schedule", "processing") else None
+
+    def job_ids_in_state(self, state: str, offset: int, limit: int, queue: str | None = None) -> list[str]:
+        """A page of a state's index. Enqueued (one queue's list) next to run first;
+        Scheduled soonest due first; Processing nearest lease deadline first; the others
+        newest first."""
+        stop = offset + limit - 1
+        kind = self.index_kind(state)
+        ids: list[bytes]
+        if kind == "queue":
+            if queue is None:
+                raise ConfigError("Enqueued jobs are listed per queue: pass queue=")
+            ids = self.redis.lrange(self.keys.queue(queue), -offset - limit, -offset - 1)  # type: ignore[assignment]
+            ids.reverse()
+        elif kind in ("schedule", "processing"):
+            key = self.keys.schedule if kind == "schedule" else self.keys.processing
+            ids = self.redis.zrange(key, offset, stop)  # type: ignore[assignment]
+        elif kind == "list":
+            ids = self.redis.lrange(self.keys.state(state), offset, stop)  # type: ignore[assignment]
+        elif kind == "zset":
+            ids = self.redis.zrevrange(self.keys.state(state), offset, stop)  # type: ignore[assignment]
+        else:
+            ids = []  # a state no job has entered
+        return [i.decode() for i in ids]
+
+    def custom_states(self) -> dict[str, str]:
+        """Every custom state a job has entered, and the kind of its index ("list" or "zset")."""
+        h: dict[bytes, bytes] = self.redis.hgetall(self.keys.custom_states)  # type: ignore[assignment]
+        return {k.decode(): v.decode() for k, v in sorted(h.items())}
+
+    def summaries(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """One row per job (function, state, queue, created, error, retries), in one trip;
+        a job that expired since its index was read has no function and no state."""
+        pipe = self.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.hmget(self.keys.job(i), "fn", "state", "queue", "created", "error_type", "retries")
+        rows = []
+        for i, values in zip(ids, pipe.execute(), strict=True):
+            fn, state, queue, created, error, retries = (v.decode(errors="replace") if v else None for v in values)
+            rows.append({"id": i, "function": fn, "state": state, "queue": queue,
+                         "created": int(created) / 1000 if created and created.isdigit() else None,
+                         "error": error, "retries": int(retries) if retries and retries.isdigit() else 0})
+        return rows
+
+    def due_times(self, ids: Sequence[str]) -> list[float | None]:
+        """When each scheduled job is due (ms), None for those not scheduled."""
+        return self.redis.zmscore(self.keys.schedule, list(ids)) if ids else []  # type: ignore[return-value]
+
+    def running(self, limit: int) -> list[tuple[str, str, str, int | None]]:
+        """Up to `limit` running jobs, nearest lease deadline first: (id, lease token, fn,
+        started ms). A lease token starts with its worker's id."""
+        ids = self.job_ids_in_state("Processing", 0, limit)
+        pipe = self.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.hmget(self.keys.job(i), "lease", "fn", "started")
+        out = []
+        for i, (lease, fn, started) in zip(ids, pipe.execute(), strict=True):
+            if lease and fn:
+                out.append((i, lease.decode(), fn.decode(errors="replace"),
+                            int(started) if started and started.isdigit() else None))
+        return out
+
+    # -- counts --------------------------------------------------------------------
+
+    def counts(self) -> dict[str, Any]:
+        """Jobs per state (custom states too) and per queue, totals, and the last week's
+        hourly buckets, in two round trips (about 15 commands, whatever the store holds)."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.smembers(k.queues)
+        pipe.hgetall(k.custom_states)
+        names, custom = pipe.execute()
+        queues = sorted(q.decode() for q in names)
+        custom = {n.decode(): kind.decode() for n, kind in sorted(custom.items()) if n.decode() not in STATES}
+        hour = int(time.time() // 3600)
+        hours = range(hour - HISTORY_HOURS + 1, hour + 1)
+        pipe = self.redis.pipeline(transaction=False)
+        for q in queues:
+            pipe.llen(k.queue(q))
+        for state in STATES[1:]:
+            self._count(pipe, state, STATE_INDEX[state])
+        for name, kind in custom.items():
+            self._count(pipe, name, kind)
+        # execute_command: a cluster pipeline refuses mget() by name, not MGET itself (every
+        # key is in the prefix's slot)
+        pipe.execute_command("MGET", *[k.stat(name) for name in ("Succeeded", "Failed", "Deleted")])
+        pipe.execute_command("MGET", *[k.stat(name, h) for name in ("Succeeded", "Failed") for h in hours])
+        pipe.zcard(k.servers)
+        pipe.zcard(k.recurring)
+        pipe.smembers(k.paused)
+        r = pipe.execute()
+        lengths = dict(zip(queues, r[:len(queues)], strict=True))
+        r = r[len(queues):]
+        n = len(STATES) - 1
+        states = dict(zip(STATES, [sum(lengths.values()), *r[:n]], strict=True))
+        states.update(zip(custom, r[n:n + len(custom)], strict=True))
+        totals, hourly, servers, recurring, paused = r[n + len(custom):]
+        totals = {name: int(v or 0) for name, v in zip(("succeeded", "failed", "deleted"), totals, strict=True)}
+        hourly_ok, hourly_failed = hourly[:len(hours)], hourly[len(hours):]
+        kept = {"Succeeded": states["Succeeded"], "Deleted": states["Deleted"]}
+        # Final states count every job that ever got there (as Hangfire does); their lists
+        # keep the newest index_cap ids, each until its retention period ends.
+        states["Succeeded"], states["Deleted"] = totals["succeeded"], totals["deleted"]
+        return {
+            "states": states, "kept": kept, "custom_states": list(custom),
+            "queues": [{"name": q, "length": n, "paused": q.encode() in paused} for q, n in lengths.items()],
+            "totals": totals,
+            "servers": servers, "recurring": recurring,
+            "hourly": {"first_hour": hours[0] * 3600, "succeeded": [int(v or 0) for v in hourly_ok],
+                       "failed": [int(v or 0) for v in hourly_failed]},
+            "time": time.time(),
+        }
+
+    def _count(self, pipe: Any, state: str, kind: str) -> None:
+        key = {"schedule": self.keys.schedule, "processing": self.keys.processing}.get(kind) or self.keys.state(state)
+        (pipe.llen if kind == "list" else pipe.zcard)(key)
+
+    # -- queues --------------------------------------------------------------------
+
+    def queue_facts(self) -> list[QueueFacts]:
+        """Per known queue: its length, whether paused, when its next job was created, and
+        the jobs that went in and out of it, in two round trips."""
+        names = sorted(n.decode() for n in self.redis.smembers(self.keys.queues))  # type: ignore[union-attr]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.smembers(self.keys.paused)
+        pipe.hgetall(self.keys.queue_stats)
+        for n in names:
+            pipe.llen(self.keys.queue(n))
+            pipe.lindex(self.keys.queue(n), -1)
+        paused, stats, *rest = pipe.execute()
+        paused = {p.decode() for p in paused}
+        stats = {k.decode(): int(v) for k, v in stats.items()}
+        heads = [rest[i * 2 + 1] for i in range(len(names))]
+        for head in heads:
+            if head:
+                pipe.hget(self.keys.job(head.decode()), "created")
+        created = iter(pipe.execute() if any(heads) else [])
+        out = []
+        for i, n in enumerate(names):
+            when = next(created) if heads[i] else None
+            out.append(QueueFacts(n, int(rest[i * 2]), n in paused,
+                                  int(when) if when and when.isdigit() else None,
+                                  stats.get(f"{n}:in", 0), stats.get(f"{n}:out", 0)))
+        return out
+
+    def queue_lengths(self) -> dict[str, int]:
+        """Jobs waiting in each known queue (ids left by deleted jobs included)."""
+        names = sorted(n.decode() for n in self.redis.smembers(self.keys.queues))  # type: ignore[union-attr]
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(self.keys.queue(name))
+        return dict(zip(names, pipe.execute(), strict=True))
+
+    # -- batches -------------------------------------------------------------------
+
+    def read_batch(self, batch_id: str) -> dict[bytes, bytes]:
+        return self.redis.hgetall(self.keys.batch(batch_id))  # type: ignore[return-value]
+
+    def read_batches(self, offset: int, limit: int) -> list[tuple[str, dict[bytes, bytes]]]:
+        """A page of the batches index, newest first, with each batch's hash (empty for a
+        batch that expired since), in one round trip."""
+        ids: list[bytes] = self.redis.lrange(self.keys.batches, offset, offset + limit - 1)  # type: ignore[assignment]
+        pipe = self.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.hgetall(self.keys.batch(i.decode()))
+        return list(zip((i.decode() for i in ids), pipe.execute(), strict=True))
+
+    def batch_members(self, batch_id: str, start: int = 0, stop: int = -1) -> list[str]:
+        ids: list[bytes] = self.redis.lrange(self.keys.batch_jobs(batch_id), start, stop)  # type: ignore[assignment]
+        return [i.decode() for i in ids]
+
+    # -- servers and metrics -------------------------------------------------------
+
+    def servers(self) -> list[dict[str, str]]:
+        """Every live server's facts, with its id."""
+        ids = [i.decode() for i in self.redis.zrange(self.keys.servers, 0, -1)]  # type: ignore[union-attr]
+        pipe = self.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.hgetall(self.keys.server(i))
+        out = []
+        for i, h in zip(ids, pipe.execute(), strict=True):
+            if h:
+                out.append({"id": i, **{k.decode(): v.decode() for k, v in h.items()}})
+        return out
+
+    def job_metrics(self) -> dict[str, int]:
+        raw: dict[bytes, bytes] = self.redis.hgetall(self.keys.job_metrics)  # type: ignore[assignment]
+        return {k.decode(): int(v) for k, v in raw.items()}

@@ -1,0 +1,280 @@
+"""`Storage`: the one door to Redis. Everything above this package asks it by verb
+(create these jobs, apply this change, fetch for this worker) and never sees a key, a
+command or a script's argument layout.
+
+    store.py      jobs: creation, changes of state, fetch and leases, a running job's
+                  progress and log; queues; servers; job metrics (writes)
+    recurring.py  recurring jobs' definitions, claims and runs
+    monitor.py    the read model: lists and counts for the client's list verbs and the
+                  dashboard
+    scripts.py    how a script is called (library load, FCALL, MULTI, WAIT)
+    wire.py       each script's argument and reply layout
+    keys.py       every key's name, and each state's index kind
+
+The client comes from `connection.connect`: one server, a Sentinel-watched primary, or a
+Redis Cluster (every key in the prefix's slot). With `wait_replicas`, every call that
+creates jobs is followed by WAIT on the same connection, in the same round trip.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence, cast
+
+import msgspec
+import redis
+
+from ..errors import ConfigError, ReplicationTimeout
+from . import connection, wire
+from .keys import Keys
+from .monitor import Monitor
+from .recurring import RecurringStore
+from .scripts import TRANSIENT_ERRORS, Call, Scripts, block_seconds
+from .wire import Applied, Fetch, FetchRequest, NewBatch, NewJob, Transition
+
+__all__ = ["Storage", "TRANSIENT_ERRORS"]
+
+#: A stored job as read: its hash, history entries, due time (if scheduled), the ids of
+#: the jobs awaiting it, and its log.
+RawJob = tuple[dict[bytes, bytes], list[bytes], float | None, list[bytes], list[bytes]]
+
+
+class Storage:
+    """All of taskfire's Redis I/O, for one key prefix."""
+
+    def __init__(self, url: str, prefix: str = "taskfire:", *, retention_s: int = 86400,
+                 index_cap: int = 10_000, socket_timeout: float = 10.0,
+                 wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> None:
+        """`wait_replicas`: after creating jobs, wait until this many replicas have them
+        (WAIT), at most `wait_timeout_ms`, else raise ReplicationTimeout."""
+        if connection.is_cluster_url(url) and not connection.has_hash_tag(prefix):
+            raise ConfigError(f"key prefix {prefix!r} has no hash tag: on Redis Cluster every taskfire key "
+                              f"must be in one slot. Use a prefix such as '{{taskfire}}:' "
+                              f"(--prefix / TASKFIRE_PREFIX / Taskfire(prefix=...))")
+        if not isinstance(wait_replicas, int) or wait_replicas < 0:
+            raise ConfigError(f"wait_replicas must be a whole number of replicas, 0 or more, not {wait_replicas!r}")
+        if not isinstance(wait_timeout_ms, int) or wait_timeout_ms < 1:
+            raise ConfigError(f"wait_timeout_ms must be at least 1 ms (WAIT 0 would block forever), "
+                              f"not {wait_timeout_ms!r}")
+        self.url = url
+        self.keys = Keys(prefix)
+        self.retention_s = retention_s
+        self.index_cap = index_cap
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        client = connection.connect(url, socket_timeout=socket_timeout)
+        cluster = client if isinstance(client, redis.RedisCluster) else None
+        # A RedisCluster answers the same commands (routed by key), so the rest of the
+        # code needs to know only where the two differ.
+        self.redis = cast(redis.Redis, client)
+        self.scripts = Scripts(self.redis, cluster, url, prefix, self.keys.queues)
+        self.monitor = Monitor(self)
+        self.recurring = RecurringStore(self)
+
+    def close(self) -> None:
+        connection.close(self.redis)
+
+    def load_scripts(self) -> None:
+        self.scripts.load()
+
+    def server_time_ms(self) -> int:
+        seconds, micros = self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    # -- creating jobs -------------------------------------------------------------
+
+    def create(self, jobs: Sequence[NewJob], chunk: int = 500) -> dict[str, str]:
+        """Creates jobs, a script call per chunk, all in one round trip. Returns {id: id
+        of the pending job holding its uniqueness key} for the jobs not created for that
+        reason. Creating is idempotent per id (ids are the caller's), so a dropped
+        connection is retried here."""
+        parts = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
+        replies = self._create_idempotent([Call("create", wire.encode_create(p)) for p in parts], jobs)
+        duplicates: dict[str, str] = {}
+        for part, reply in zip(parts, replies, strict=True):
+            duplicates.update(wire.decode_create(reply, part))
+        return duplicates
+
+    def create_batches(self, batches: Sequence[NewBatch], jobs: Sequence[NewJob], chunk: int = 1000) -> None:
+        """Creates batches and their jobs in one MULTI: no job can run, and no other
+        client's call can come in between, before all of them exist. Idempotent per id."""
+        calls = [Call("batch_open", wire.encode_batch_open(batches, self.retention_s, self.index_cap))]
+        calls += [Call("create", wire.encode_create(jobs[i:i + chunk])) for i in range(0, len(jobs), chunk)]
+        self._create_idempotent(calls, jobs, transaction=True)
+
+    def continue_job(self, kind: str, parent: str, on: str, job: NewJob) -> int:
+        """Creates a continuation of a job or batch (see continue.lua): 1 created,
+        0 created by an earlier try, -1 no such parent."""
+        args = wire.encode_continue(kind, parent, on, job, self.retention_s, self.index_cap)
+        return int(self._create_idempotent([Call("continue", args)], [job])[0])
+
+    def _create_idempotent(self, calls: list[Call], jobs: Sequence[NewJob], transaction: bool = False) -> list[Any]:
+        """Runs calls that create nothing twice when repeated, trying again (twice) after a
+        dropped connection; with wait_replicas, until the replicas have the jobs."""
+        for attempt in range(3):
+            try:
+                replies = self.scripts.run(calls, transaction=transaction, replicas=self.wait_replicas,
+                                           wait_timeout_ms=self.wait_timeout_ms)
+            except TRANSIENT_ERRORS:
+                if attempt == 2:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+                continue
+            if self.wait_replicas:
+                *replies, acked = replies
+                if acked < self.wait_replicas:
+                    raise ReplicationTimeout([j.id for j in jobs], acked, self.wait_replicas, self.wait_timeout_ms)
+            return replies
+        raise AssertionError("unreachable")
+
+    # -- changing state ------------------------------------------------------------
+
+    def transition(self, t: Transition) -> Applied:
+        """Applies a state change (see wire.Applied for what the code says)."""
+        return wire.decode_transition(self.scripts.call(
+            "transition", wire.encode_transition(t, self.retention_s, self.index_cap)))
+
+    def transitions(self, changes: Sequence[Transition]) -> list[Applied]:
+        """Applies many state changes, a script call each, in one round trip."""
+        calls = [Call("transition", wire.encode_transition(t, self.retention_s, self.index_cap)) for t in changes]
+        return [wire.decode_transition(r) for r in self.scripts.run(calls)] if calls else []
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Flags a running job for cancellation; False if it is not running."""
+        key = self.keys.job(job_id)
+        return self.write_if(key, lambda pipe: pipe.hget(key, "state") == b"Processing",
+                              lambda pipe: pipe.hset(key, "cancel", "1"))
+
+    def bulk(self, action: str, limit: int, offset: int, *args: str) -> wire.Slice:
+        """One slice of an operator's action over many jobs (see bulk.lua)."""
+        return wire.decode_bulk(self.scripts.call(
+            "bulk", wire.encode_bulk(action, limit, self.retention_s, self.index_cap, offset, *args)))
+
+    # -- workers -------------------------------------------------------------------
+
+    def fetch(self, request: FetchRequest) -> Fetch:
+        """Takes jobs for a worker, each moved to Processing under a lease."""
+        return wire.decode_fetch(self.scripts.call("fetch", wire.encode_fetch(request)))
+
+    def finish(self, changes: Sequence[Transition], then_fetch: FetchRequest) -> tuple[list[Applied], Fetch]:
+        """Applies state changes in order, then fetches, in one script call: a worker
+        stores its threads' outcomes and takes their next jobs in one round trip."""
+        reply = self.scripts.call("finish", wire.encode_finish(changes, then_fetch, self.retention_s,
+                                                               self.index_cap))
+        return wire.decode_finish(reply, len(changes))
+
+    def wake_keys(self, worker_id: str, queues: Sequence[str]) -> list[str]:
+        """What an idle worker blocks on: its own wake-up list, then its queues'."""
+        return [self.keys.worker_wake(worker_id), *(self.keys.wake(q) for q in queues)]
+
+    def wait_then_fetch(self, keys: Sequence[str], timeout: float, request: FetchRequest) -> Fetch:
+        """Blocks until a wake-up token arrives on one of `keys` or `timeout` passes, then
+        fetches, in one round trip: the fetch is sent behind the BLPOP, and Redis runs a
+        blocked client's next command as soon as its block ends."""
+        reply = self.scripts.run([Call("fetch", wire.encode_fetch(request))],
+                                 before=("BLPOP", *keys, block_seconds(timeout)))[0]
+        return wire.decode_fetch(reply)
+
+    def wait_for_recurring(self, timeout: float) -> bool:
+        """Blocks until a recurring job is added or enabled, or `timeout` passes."""
+        return self.scripts.send("BLPOP", self.keys.recurring_wake, block_seconds(timeout)) is not None
+
+    def wake_worker(self, worker_id: str) -> None:
+        self.redis.lpush(self.keys.worker_wake(worker_id), "1")
+
+    def forget_worker(self, worker_id: str) -> None:
+        """Removes a stopped worker process's own wake-up list."""
+        self.redis.delete(self.keys.worker_wake(worker_id))
+
+    def extend_leases(self, lease_ms: int, leases: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
+        """Renews leases: (ids no longer held, ids someone asked to cancel)."""
+        return wire.decode_extend(self.scripts.call("extend", wire.encode_extend(lease_ms, leases)))
+
+    # -- a job's own data ----------------------------------------------------------
+
+    def read_jobs(self, job_ids: Sequence[str]) -> list[RawJob]:
+        """Each job as stored, all in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.keys.job(job_id))
+            pipe.lrange(self.keys.history(job_id), 0, -1)
+            pipe.zscore(self.keys.schedule, job_id)
+            pipe.lrange(self.keys.continuations("job", job_id), 0, -1)
+            pipe.lrange(self.keys.log(job_id), 0, -1)
+        r = pipe.execute()
+        return [tuple(r[i:i + 5]) for i in range(0, len(r), 5)]  # type: ignore[misc]
+
+    def set_job_field(self, job_id: str, field: str, value: bytes | str) -> None:
+        self.redis.hset(self.keys.job(job_id), field, value)
+
+    def get_job_field(self, job_id: str, field: str) -> bytes | None:
+        return self.redis.hget(self.keys.job(job_id), field)  # type: ignore[return-value]
+
+    def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        self.set_job_field(job_id, "progress", msgspec.json.encode(progress))
+
+    def append_log(self, job_id: str, line: str, keep: int) -> None:
+        entry = msgspec.json.encode({"at": int(time.time() * 1000), "line": line})
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.rpush(self.keys.log(job_id), entry)
+        pipe.ltrim(self.keys.log(job_id), -keep, -1)
+        pipe.execute()
+
+    # -- queues --------------------------------------------------------------------
+
+    def set_paused(self, queue: str, paused: bool) -> bool:
+        """Pauses or resumes a queue; False if it was so already. Resuming wakes idle workers."""
+        pipe = self.redis.pipeline(transaction=True)
+        if paused:
+            pipe.sadd(self.keys.paused, queue)
+        else:
+            pipe.srem(self.keys.paused, queue)
+            pipe.lpush(self.keys.wake(queue), "1")
+            pipe.ltrim(self.keys.wake(queue), 0, 0)
+        return bool(pipe.execute()[0])
+
+    def queue_known(self, queue: str) -> bool:
+        return bool(self.redis.sismember(self.keys.queues, queue))
+
+    # -- servers and metrics -------------------------------------------------------
+
+    def heartbeat(self, server_id: str, timeout_ms: int, facts: dict[str, str]) -> wire.Beat:
+        """Records the server's facts, and forgets servers that stopped beating."""
+        return wire.decode_heartbeat(self.scripts.call("heartbeat", wire.encode_heartbeat(server_id, timeout_ms,
+                                                                                          facts)))
+
+    def request_quiet(self, server_id: str) -> bool:
+        key = self.keys.server(server_id)
+        return self.write_if(key, lambda pipe: bool(pipe.exists(key)),
+                              lambda pipe: pipe.hsetnx(key, "quiet_request", "1"))
+
+    def remove_server(self, server_id: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(self.keys.servers, server_id)
+        pipe.delete(self.keys.server(server_id))
+        pipe.execute()
+
+    def add_job_metrics(self, counts: dict[str, int]) -> None:
+        """Adds a worker's counts to the job-metrics hash: one MULTI, one round trip."""
+        pipe = self.redis.pipeline(transaction=True)
+        for field, n in counts.items():
+            pipe.hincrby(self.keys.job_metrics, field, n)
+        pipe.execute()
+
+    # -- helpers -------------------------------------------------------------------
+
+    def write_if(self, key: str, check: Callable[[Any], bool], write: Callable[[Any], Any]) -> bool:
+        """Runs `write` in a MULTI if `check` (read under WATCH of `key`) holds; tries
+        again if the key changed in between. Returns whether it wrote."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    if not check(pipe):
+                        return False
+                    pipe.multi()
+                    write(pipe)
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue

@@ -1,0 +1,181 @@
+"""Queue control on real servers with real workers: weighted priority, pausing queues,
+quieting servers, and bulk operator actions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from taskfire import ConfigError, Failed
+from taskfire.client import transition_for
+from tests import jobs
+from tests.conftest import ROOT, report, state_of, traces, wait_for
+
+
+def test_weighted_queues_are_served_in_proportion_and_none_starves(tf, start_worker):
+    for fn, q in ((jobs.record_critical, "critical"), (jobs.record_default, "default"), (jobs.record_low, "low")):
+        fn.enqueue_many([(q,) for _ in range(1000)])
+    start_worker("--queues", "critical:5,default:3,low:1", "--threads", "1")
+    wait_for(lambda: len(traces(tf, "order")) >= 1500, 60, "1,500 jobs to run")
+    first = Counter(traces(tf, "order")[:1500])  # every queue still had jobs throughout these
+    shares = {q: first[q] / 1500 for q in ("critical", "default", "low")}
+    # Expected 5/9, 3/9, 1/9 (critical: 833 of its 1,000 jobs). A multinomial draw of
+    # 1,500 has a standard deviation of at most 1.3 points per share; 5 points is about
+    # 4 deviations.
+    assert abs(shares["critical"] - 5 / 9) < 0.05, shares
+    assert abs(shares["default"] - 3 / 9) < 0.05, shares
+    assert abs(shares["low"] - 1 / 9) < 0.05, shares
+    report("weighted fetch critical:5,default:3,low:1 over the first 1,500 jobs: "
+           + ", ".join(f"{q} {shares[q]:.3f}" for q in shares) + " (expected 0.556, 0.333, 0.111)")
+
+
+def test_a_paused_queue_keeps_accepting_jobs_and_resuming_wakes_idle_workers(tf, start_worker):
+    jobs.record_default.enqueue("before")
+    assert tf.queues.pause("default")
+    assert not tf.queues.pause("default")  # already paused
+    start_worker("--queues", "critical,default", "--threads", "2", "--idle-wait", "8")
+    waiting = [jobs.record_default.enqueue(f"during-{i}") for i in range(5)]
+    proof = jobs.record_critical.enqueue("proof-of-life")
+    # Its outcome is stored by the same script that fetches the thread's next job: had
+    # the pause not held, default's jobs would be taken by then.
+    wait_for(lambda: state_of(tf, proof) == "Succeeded", what="the critical job to run")
+    assert "before" not in traces(tf, "order") and all(state_of(tf, j) == "Enqueued" for j in waiting)
+    info = {q.name: q for q in tf.queues.list()}["default"]
+    assert info.paused and info.length == 6 and info.oldest_enqueued_at is not None
+    t0 = time.monotonic()
+    assert tf.queues.resume("default")
+    # Well inside the 8 s idle wait: the resume itself woke the worker.
+    wait_for(lambda: all(state_of(tf, j) == "Succeeded" for j in waiting), 4, "the resumed queue to drain")
+    report(f"queue resume: 5 waiting jobs done {time.monotonic() - t0:.3f} s after resume (idle wait 8 s)")
+    assert not {q.name: q for q in tf.queues.list()}["default"].paused
+
+
+@pytest.mark.parametrize("how", ["operator", "SIGTSTP"])
+def test_a_quiet_server_finishes_its_running_job_and_takes_no_other(tf, start_worker, how):
+    worker = start_worker("--threads", "2")
+    slow = jobs.count_run.enqueue(1.5)
+    wait_for(lambda: tf.storage.redis.hexists(tf.prefix + "test:runs", slow), what="the slow job to start")
+    servers = wait_for(lambda: tf.servers(), what="the server record")
+    if how == "operator":
+        assert tf.quiet_server(servers[0]["id"])
+        assert not tf.quiet_server("no-such-server")
+    else:
+        worker.signal(signal.SIGTSTP)
+    wait_for(lambda: "quiet: taking no new jobs" in worker.output(), 10, "the worker to go quiet")
+    later = jobs.count_run.enqueue()
+    wait_for(lambda: state_of(tf, slow) == "Succeeded", 10, "the running job to finish")
+    wait_for(lambda: tf.servers()[0].get("state") == "quiet", 5, "the server to show as quiet")
+    assert state_of(tf, later) == "Enqueued"  # the finishing thread did not take it
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
+    assert state_of(tf, later) == "Enqueued"
+
+
+def fail_in_bulk(tf, ids: list[str], exception_type: str) -> None:
+    """Test setup: moves jobs to Failed with pipelined script calls."""
+    storage = tf.storage
+    for start in range(0, len(ids), 5000):
+        storage.transitions([transition_for(jid, Failed(reason="failed for the test", exception_type=exception_type))
+                             for jid in ids[start:start + 5000]])
+
+
+def test_requeue_all_failed_over_100000_jobs_in_slices(tf):
+    parked = jobs.record_order.options(queue="parked")
+    ids = parked.enqueue_many([(str(i),) for i in range(100_000)])
+    fail_in_bulk(tf, ids, "TimeoutError")
+    assert tf.storage.redis.zcard(tf.storage.keys.state("Failed")) == 100_000
+    calls_before = tf.storage.redis.info("commandstats").get("cmdstat_fcall", {}).get("calls", 0)
+    t0 = time.perf_counter()
+    result = tf.requeue_all("Failed")
+    elapsed = time.perf_counter() - t0
+    calls_after = tf.storage.redis.info("commandstats").get("cmdstat_fcall", {}).get("calls", 0)
+    assert result.changed == 100_000 and result.calls == calls_after - calls_before == 101
+    assert tf.storage.redis.zcard(tf.storage.keys.state("Failed")) == 0
+    sample = tf.get_job(ids[12345])
+    assert sample is not None and sample.state == "Enqueued" and sample.reason == "Requeued by an operator (bulk)"
+    report(f"requeue all Failed: 100,000 jobs in {elapsed:.2f} s, {result.calls} script calls (1,000 jobs per call)")
+
+
+def test_bulk_actions_filter_by_function_exception_and_queue(tf):
+    a = jobs.record_order.options(queue="parked")
+    b = jobs.record_default.options(queue="parked")
+    a_timeouts = a.enqueue_many([("a",)] * 30)
+    a_other = a.enqueue_many([("a2",)] * 10)
+    b_timeouts = b.enqueue_many([("b",)] * 20)
+    fail_in_bulk(tf, a_timeouts + b_timeouts, "TimeoutError")
+    fail_in_bulk(tf, a_other, "myapp.errors.SyncError")
+    r = tf.requeue_all("failed", function="tests.jobs:record_order", exception="TimeoutError")
+    assert (r.changed, r.looked_at) == (30, 60)
+    assert {state_of(tf, j) for j in a_timeouts} == {"Enqueued"}
+    assert {state_of(tf, j) for j in a_other + b_timeouts} == {"Failed"}
+    r = tf.delete_all("Failed", exception="myapp.errors.SyncError")
+    assert r.changed == 10 and {state_of(tf, j) for j in a_other} == {"Deleted"}
+    assert tf.requeue_all("Failed", queue="elsewhere").changed == 0
+    with pytest.raises(ConfigError, match="per queue"):
+        tf.delete_all("Enqueued")
+
+
+def test_move_keeps_order_and_purge_deletes_with_a_reason(tf, start_worker):
+    parked = jobs.record_order.options(queue="parked")
+    ids = parked.enqueue_many([(f"m{i}",) for i in range(50)])
+    tf.delete(ids[3])  # its id stays behind in the queue and must be dropped, not moved
+    r = tf.queues.move("parked", "default")
+    assert (r.changed, r.looked_at) == (49, 50)
+    moved = tf.get_job(ids[0])
+    assert moved is not None and moved.queue == "default" and moved.reason == "Moved from queue parked by an operator"
+    start_worker("--threads", "1")
+    wait_for(lambda: len(traces(tf, "order")) == 49, what="the moved jobs to run")
+    assert traces(tf, "order") == [f"m{i}" for i in range(50) if i != 3]
+    more = parked.enqueue_many([("p",)] * 7)
+    r = tf.queues.purge("parked")
+    assert r.changed == 7 and {state_of(tf, j) for j in more} == {"Deleted"}
+    assert tf.get_job(more[0]).reason == "Purged from queue parked by an operator"  # type: ignore[union-attr]
+
+
+def test_bad_queue_input_gives_clear_errors(tf, start_worker):
+    with pytest.raises(ConfigError, match="unknown queue 'never-used'"):
+        tf.queues.pause("never-used")
+    with pytest.raises(ConfigError, match="invalid queue name"):
+        tf.queues.pause("Bad Name")
+    jobs.record_default.enqueue("x")
+    with pytest.raises(ConfigError, match="to itself"):
+        tf.queues.move("default", "default")
+    for spec, message in [
+        ("critical:0,default:1", "weight after ':' must be a whole number from 1 to 1000"),
+        ("critical:-2,default:1", "weight after ':' must be a whole number from 1 to 1000"),
+        ("critical:x", "weight after ':' must be a whole number"),
+        ("critical:5,default", "give every queue a weight"),
+        ("critical:5,critical:1", "a queue is listed twice"),
+    ]:
+        w = start_worker("--queues", spec, ready=False)
+        assert w.wait(20) == 2, w.output()
+        assert message in w.output()
+
+
+def test_operator_cli(tf, server, prefix):
+    env = dict(os.environ, TASKFIRE_REDIS_URL=server.url, TASKFIRE_PREFIX=prefix)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "taskfire", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    ids = jobs.record_order.options(queue="parked").enqueue_many([("c",)] * 4)
+    fail_in_bulk(tf, ids[:2], "TimeoutError")
+    out = cli("queue", "pause", "parked")
+    assert out.returncode == 0 and "parked: paused" in out.stdout
+    out = cli("queue", "list", "--sample", "0.2")
+    assert out.returncode == 0 and "parked" in out.stdout and "paused" in out.stdout
+    out = cli("jobs", "requeue", "--state", "failed", "--function", "tests.jobs:record_order")
+    assert out.returncode == 0 and "requeued 2 failed job(s)" in out.stdout
+    out = cli("queue", "purge", "parked")
+    assert out.returncode == 0 and "purged 4 job(s)" in out.stdout
+    out = cli("queue", "pause", "nope")
+    assert out.returncode == 2 and "unknown queue 'nope'" in out.stderr
+    out = cli("server", "list")
+    assert out.returncode == 0
