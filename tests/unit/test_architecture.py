@@ -1,0 +1,82 @@
+"""The house rules (docs/architecture.md), checked on every run: layers import downward
+only, Redis is reached only through taskfire.storage, no module grows past 600 lines,
+few functions grow complex, and the Lua library reads no undeclared name."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taskfire.storage.library import LIBRARY
+from tests.conftest import ROOT
+
+SOURCES = [ROOT / "taskfire", ROOT / "dashboard" / "taskfire_dashboard"]
+BIN = Path(sys.executable).parent
+#: Functions allowed over ruff's complexity 12 (C901); the issue's bound is three.
+COMPLEX_ALLOWED = 3
+
+
+def python_files() -> list[Path]:
+    return sorted(p for source in SOURCES for p in source.rglob("*.py"))
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name, path=str(BIN)) or shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: pip install -e '.[dev]'")
+    return found
+
+
+def test_layers_import_downward_only_and_redis_only_through_storage():
+    done = subprocess.run([tool("lint-imports"), "--no-cache"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Contracts: 2 kept, 0 broken." in done.stdout
+
+
+def test_nothing_outside_storage_touches_the_redis_client_or_spells_a_key():
+    offenders = []
+    for path in python_files():
+        if (ROOT / "taskfire" / "storage") in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("redis", "keys", "scripts") and \
+                    isinstance(node.value, ast.Attribute) and node.value.attr == "storage":
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} .storage.{node.attr}")
+            if isinstance(node, ast.Attribute) and node.attr == "redis" and \
+                    isinstance(node.value, ast.Name) and node.value.id == "self":
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} self.redis")
+    assert offenders == []
+
+
+def test_no_module_is_over_600_lines():
+    long = {str(p.relative_to(ROOT)): n for p in python_files() if (n := len(p.read_text().splitlines())) > 600}
+    assert long == {}
+
+
+def test_at_most_three_functions_are_complex():
+    done = subprocess.run([tool("ruff"), "check", "--select", "C901", "--config", "lint.mccabe.max-complexity=12",
+                           "--output-format", "concise", "--no-cache", *map(str, SOURCES)],
+                          cwd=ROOT, capture_output=True, text=True)
+    complex_ = [line for line in done.stdout.splitlines() if "C901" in line]
+    assert len(complex_) <= COMPLEX_ALLOWED, "\n".join(complex_)
+
+
+def test_the_lua_library_declares_every_name_it_uses(tmp_path):
+    luacheck = shutil.which("luacheck")
+    if luacheck is None:
+        if os.environ.get("CI"):
+            pytest.fail("luacheck is missing: apt-get install lua-check")
+        pytest.skip("luacheck is not installed (apt-get install lua-check); CI runs it")
+    source = tmp_path / "library.lua"
+    source.write_text(LIBRARY.split("\n", 1)[1])  # without the #!lua shebang
+    done = subprocess.run([luacheck, "--std", "lua51", "--globals", "redis", "cjson", "unpack", "--no-unused-args",
+                           "--no-max-line-length", "--no-color", str(source)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+    assert re.search(r"Total: 0 warnings / 0 errors", done.stdout), done.stdout
