@@ -9,7 +9,7 @@ import msgspec
 
 from .errors import PayloadError
 from .payload import PARAM_PREFIX, decode_args, decode_value
-from .states import FAILED, FINAL_STATES
+from .states import ENQUEUED, FAILED, FINAL_STATES, PROCESSING, SCHEDULED
 
 
 def from_ms(ms: float | int | None) -> datetime | None:
@@ -107,6 +107,48 @@ def _param_value(raw: bytes) -> Any:
     except Exception:
         return raw  # written by hand: shown as it is
 
+def _implied_history(f: dict[str, bytes], state: str, due_ms: float | None) -> list[HistoryEntry]:
+    """The history a job's record stands for while it has no history list (see
+    storage/lua/lib/states.lua): its creation (Enqueued, or Scheduled with its due time),
+    its first run (when it started, on which worker) and its final state's entry."""
+    quiet = f.get("h", b"")[:1] == b"0"
+    first = SCHEDULED if state == SCHEDULED else ENQUEUED
+    if not quiet:
+        first = state  # a job from before `h`: only its creation can be implied
+    entries = [HistoryEntry(state=first, at=from_ms(int(f["created"])),  # type: ignore[arg-type]
+                            data={"queue": f.get("queue", b"").decode()},
+                            due=from_ms(due_ms) if first == SCHEDULED else None)]
+    if quiet and "started" in f:
+        worker = f.get("lease", b"").decode().rpartition(":")[0]
+        entries.append(HistoryEntry(state=PROCESSING, at=from_ms(int(f["started"])),  # type: ignore[arg-type]
+                                    data={"worker": worker}))
+    if quiet and "done" in f:
+        entries.append(_done_entry(f["done"], state))
+    return entries
+
+
+class _RawDone(msgspec.Struct):
+    reason: str | None = None
+    data: dict[str, Any] = {}
+    due: int | None = None
+
+
+_done_decoder = msgspec.json.Decoder(_RawDone)
+
+
+def _done_entry(done: bytes, state: str) -> HistoryEntry:
+    """A final state's entry as a record keeps it: its time in ms, then the entry without
+    its time and state (the record's own state), e.g. b'1765000000000{"data":{...}}'."""
+    if done.startswith(b"{"):  # a whole entry
+        e = _entry_decoder.decode(done)
+        return HistoryEntry(state=e.state, at=from_ms(e.at), reason=e.reason, data=e.data,  # type: ignore[arg-type]
+                            due=from_ms(e.due))
+    brace = done.index(b"{")
+    rest = _done_decoder.decode(done[brace:])
+    return HistoryEntry(state=state, at=from_ms(int(done[:brace])), reason=rest.reason,  # type: ignore[arg-type]
+                        data=rest.data, due=from_ms(rest.due))
+
+
 def build_job(job_id: str, fields: dict[bytes, bytes], raw_history: list[bytes],
               due_ms: float | None, continuations: list[str] | None = None,
               log_lines: list[bytes] | None = None) -> Job:
@@ -121,9 +163,7 @@ def build_job(job_id: str, fields: dict[bytes, bytes], raw_history: list[bytes],
 
     state = f.get("state", b"").decode()
     if not history and "created" in f:
-        # A job that never changed state: its creation entry is implied by the hash.
-        history.append(HistoryEntry(state=state, at=from_ms(int(f["created"])),  # type: ignore[arg-type]
-                                    data={"queue": f.get("queue", b"").decode()}, due=from_ms(due_ms)))
+        history = _implied_history(f, state, due_ms)
     payload_error = None
     try:
         args, kwargs = decode_args(f.get("args", b""))

@@ -13,7 +13,7 @@ import logging
 from typing import Sequence
 
 from .filters import ApplyStateContext, ElectStateContext, JobFilter, pipeline, run_applied, run_election
-from .states import Enqueued, Failed, Scheduled, State, check_queue_name
+from .states import Enqueued, Failed, Scheduled, State
 from .storage import Applied, Storage, Transition
 
 log = logging.getLogger("taskfire")
@@ -27,9 +27,7 @@ def transition_for(job_id: str, state: State, expected: Sequence[str] = (), *,
     it (a failure that became a retry) in its history first."""
     queue, front, due = "", False, ""
     if isinstance(state, Enqueued):
-        queue, front = state.queue or "", state.front
-        if queue:
-            check_queue_name(queue)
+        queue, front = state.queue or "", state.front  # (Enqueued checked the name)
     elif isinstance(state, Scheduled):
         due = state.due_arg()
     entries = [(s.name, s.entry()) for s in (*elected, state)]

@@ -83,13 +83,14 @@ class Storage:
 
     # -- creating jobs -------------------------------------------------------------
 
-    def create(self, jobs: Sequence[NewJob], chunk: int = 500) -> dict[str, str]:
+    def create(self, jobs: Sequence[NewJob], chunk: int = 500, repeated: bool = False) -> dict[str, str]:
         """Creates jobs, a script call per chunk, all in one round trip. Returns {id: id
         of the pending job holding its uniqueness key} for the jobs not created for that
-        reason. Creating is idempotent per id (ids are the caller's), so a dropped
-        connection is retried here."""
+        reason. Ids are the caller's, so a dropped connection is retried here: the retry
+        (or a caller's own, with `repeated`) skips the ids that exist."""
         parts = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
-        replies = self._create_idempotent([Call("create", wire.encode_create(p)) for p in parts], jobs)
+        replies = self._create_idempotent(
+            lambda again: [Call("create", wire.encode_create(p, repeated or again)) for p in parts], jobs)
         duplicates: dict[str, str] = {}
         for part, reply in zip(parts, replies, strict=True):
             duplicates.update(wire.decode_create(reply, part))
@@ -98,22 +99,30 @@ class Storage:
     def create_batches(self, batches: Sequence[NewBatch], jobs: Sequence[NewJob], chunk: int = 1000) -> None:
         """Creates batches and their jobs in one MULTI: no job can run, and no other
         client's call can come in between, before all of them exist. Idempotent per id."""
-        calls = [Call("batch_open", wire.encode_batch_open(batches, self.retention_s, self.index_cap))]
-        calls += [Call("create", wire.encode_create(jobs[i:i + chunk])) for i in range(0, len(jobs), chunk)]
+        def calls(repeated: bool) -> list[Call]:
+            return [Call("batch_open", wire.encode_batch_open(batches, self.retention_s, self.index_cap)),
+                    *(Call("create", wire.encode_create(jobs[i:i + chunk], repeated))
+                      for i in range(0, len(jobs), chunk))]
+
         self._create_idempotent(calls, jobs, transaction=True)
 
     def continue_job(self, kind: str, parent: str, on: str, job: NewJob) -> int:
         """Creates a continuation of a job or batch (see continue.lua): 1 created,
         0 created by an earlier try, -1 no such parent."""
         args = wire.encode_continue(kind, parent, on, job, self.retention_s, self.index_cap)
-        return int(self._create_idempotent([Call("continue", args)], [job])[0])
+        return int(self._create_idempotent(lambda repeated: [Call("continue", args)], [job])[0])
 
-    def _create_idempotent(self, calls: list[Call], jobs: Sequence[NewJob], transaction: bool = False) -> list[Any]:
-        """Runs calls that create nothing twice when repeated, trying again (twice) after a
-        dropped connection; with wait_replicas, until the replicas have the jobs."""
+    def _create_idempotent(self, calls: Callable[[bool], list[Call]], jobs: Sequence[NewJob],
+                           transaction: bool = False) -> list[Any]:
+        """Runs calls that create nothing twice when repeated (`calls(repeated)` says so to
+        the scripts), trying again (twice) after a dropped connection; with
+        wait_replicas, until the replicas have the jobs."""
         for attempt in range(3):
             try:
-                replies = self.scripts.run(calls, transaction=transaction, replicas=self.wait_replicas,
+                # A cluster client repeats a command whose connection failed on its own,
+                # so there every call may be a repeat.
+                repeated = attempt > 0 or self.scripts.cluster is not None
+                replies = self.scripts.run(calls(repeated), transaction=transaction, replicas=self.wait_replicas,
                                            wait_timeout_ms=self.wait_timeout_ms)
             except TRANSIENT_ERRORS:
                 if attempt == 2:
@@ -214,10 +223,13 @@ class Storage:
         self.set_job_field(job_id, "progress", msgspec.json.encode(progress))
 
     def append_log(self, job_id: str, line: str, keep: int) -> None:
+        """Appends a line to a running job's log; the record notes that it has one, so
+        that the log expires with the job (jobs that log nothing pay nothing for it)."""
         entry = msgspec.json.encode({"at": int(time.time() * 1000), "line": line})
         pipe = self.redis.pipeline(transaction=False)
         pipe.rpush(self.keys.log(job_id), entry)
         pipe.ltrim(self.keys.log(job_id), -keep, -1)
+        pipe.hset(self.keys.job(job_id), "logged", "1")
         pipe.execute()
 
     # -- queues --------------------------------------------------------------------

@@ -41,9 +41,11 @@ def _job_args(job: NewJob) -> Args:
     return args
 
 
-def encode_create(jobs: Sequence[NewJob]) -> Args:
-    """create.lua: n, then per job: id, fn, args, queue, opts, due, m, m field/value pairs."""
-    args: Args = [len(jobs)]
+def encode_create(jobs: Sequence[NewJob], repeated: bool = False) -> Args:
+    """create.lua: repeated ("1": this call is sent again after a dropped connection, so
+    ids that exist are skipped), n, then per job: id, fn, args, queue, opts, due, m, m
+    field/value pairs."""
+    args: Args = ["1" if repeated else "0", len(jobs)]
     for job in jobs:
         args += _job_args(job)
     return args

@@ -224,12 +224,12 @@ def test_custom_states_are_indexed_and_recorded(tf):
 
 
 def test_a_repeated_create_call_creates_nothing_twice(tf):
-    # A call retried after a dropped connection repeats the same ids.
+    # A call retried after a dropped connection repeats the same ids (and says so).
     from taskfire.storage import NewJob
     from taskfire.payload import encode_args
     new = NewJob(id="fixed-id-1", fn="tests.jobs:echo", args=encode_args("echo", (1,), {}), queue="default")
     tf.storage.create([new])
-    tf.storage.create([new])
+    tf.storage.create([new], repeated=True)
     assert tf.queue_lengths() == {"default": 1}
     assert len(tf.get_job("fixed-id-1").history) == 1
 

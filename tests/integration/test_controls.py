@@ -135,6 +135,9 @@ def test_progress_and_log_are_visible_while_the_job_runs(tf, start_worker):
     wait_state(tf, jid, "Succeeded")
     done = tf.get_job(jid)
     assert done is not None and done.progress == {"done": 5, "total": 5, "fraction": 1.0} and len(done.log) == 5
+    # the log is kept as long as its job, and no longer
+    r, k = tf.storage.redis, tf.storage.keys
+    assert 0 < r.ttl(k.log(jid)) <= r.ttl(k.job(jid)) <= tf.storage.retention_s
 
 
 def test_cancellation_is_honoured_or_ignored_by_the_job(tf, start_worker):

@@ -165,7 +165,7 @@ def test_a_repeated_bulk_call_creates_only_the_jobs_it_lacks(tf):
     # reached Redis for two of three jobs
     made = [build(jobs.add, (i, i), {})[0] for i in range(3)]
     tf.storage.create(made[:2])
-    assert tf.storage.create(made) == {}
+    assert tf.storage.create(made, repeated=True) == {}
     assert tf.queue_lengths() == {"default": 3}
     assert [len(tf.get_job(j.id).history) for j in made] == [1, 1, 1]
     assert tf.storage.redis.hget(tf.storage.keys.prefix + "queue-stats", "default:in") == b"3"
@@ -183,3 +183,44 @@ def test_a_call_that_fails_half_way_leaves_what_it_created_whole(tf):
     assert r.hget(keys.prefix + "queue-stats", "default:in") == b"1"
     assert r.lrange(keys.wake("default"), 0, -1) == [b"1"]
     assert tf.get_job(good.id).state == "Enqueued"
+
+
+def run_to(worker, tf, state) -> str:
+    """Enqueues a job, fetches it as `worker` and stores `state` as its outcome."""
+    jid = jobs.echo.enqueue(1)
+    [running] = worker.storage.fetch(worker.request(1)).jobs
+    assert running.id == jid
+    worker.storage.finish([transition_for(jid, state, (PROCESSING,), token=running.token)], worker.request(0))
+    return jid
+
+
+def test_a_job_on_the_happy_path_keeps_its_history_in_its_record(tf, worker):
+    # Given a job that ran once and succeeded
+    jid = run_to(worker, tf, Succeeded(duration_ms=1.5, latency_ms=3))
+    r, k = tf.storage.redis, tf.storage.keys
+    # Then it has no history list, its record stays a small hash, and its history reads
+    # as if it had one
+    assert not r.exists(k.history(jid))
+    assert r.object("encoding", k.job(jid)) == b"listpack"
+    done = tf.get_job(jid)
+    assert [(e.state, e.reason, e.data) for e in done.history] == [
+        ("Enqueued", None, {"queue": "default"}), ("Processing", None, {"worker": "w1"}),
+        ("Succeeded", None, {"duration_ms": 1.5, "latency_ms": 3})]
+    assert done.started_at == done.history[1].at and done.finished_at == done.history[2].at
+    # When it leaves the happy path (an operator requeues it), its list is written out:
+    # the same entries, then the new one
+    assert tf.requeue(jid, reason="again")
+    again = tf.get_job(jid)
+    assert r.llen(k.history(jid)) == 4
+    assert [(e.state, e.at, e.data) for e in again.history[:3]] == [(e.state, e.at, e.data) for e in done.history]
+    assert (again.history[3].state, again.history[3].reason) == ("Enqueued", "again")
+
+
+def test_a_final_state_with_a_reason_reads_the_same_from_the_record(tf, worker):
+    from taskfire import Deleted
+    jid = run_to(worker, tf, Deleted(reason="Cancelled by request: the job stopped"))
+    job = tf.get_job(jid)
+    assert not tf.storage.redis.exists(tf.storage.keys.history(jid))
+    assert [(e.state, e.reason) for e in job.history] == [
+        ("Enqueued", None), ("Processing", None), ("Deleted", "Cancelled by request: the job stopped")]
+    assert job.reason == "Cancelled by request: the job stopped"

@@ -43,7 +43,8 @@ JOBS = [NewJob("a1", "m:f", b"args-1", "default"),
 
 def test_create_lists_each_job_with_its_fields():
     a = argv(wire.encode_create(JOBS))
-    n, base, read = int(a[2]), 3, []
+    assert a[2] == "0" and argv(wire.encode_create(JOBS, repeated=True))[2] == "1"
+    n, base, read = int(a[3]), 4, []
     for _ in range(n):
         job, base = read_job(a, base)
         read.append(job)

@@ -13,7 +13,7 @@ release_limit = function(limit, id, now)
     if state == 'Scheduled' and wants == limit then
       local queue = redis.call('HGET', K.job(waiter), 'queue')
       transition(waiter, state, 'Enqueued', now,
-        { { 'Enqueued', entry(now, 'Enqueued', limit .. ' is free', { queue = queue }) } },
+        { 'Enqueued', entry(now, 'Enqueued', limit .. ' is free', { queue = queue }) },
         { queue = queue, front = true })
       return
     end
@@ -36,13 +36,13 @@ local function admit(id, f, now, lease)
         local data = { exception_type = 'taskfire.LimitTimeout',
           exception_message = 'waited ' .. math.floor((now - since) / 1000) .. ' s for ' .. limit }
         transition(id, 'Enqueued', 'Failed', now,
-          { { 'Failed', entry(now, 'Failed', 'Gave up waiting for ' .. limit, data) } },
+          { 'Failed', entry(now, 'Failed', 'Gave up waiting for ' .. limit, data) },
           { fields = { 'error_type', 'taskfire.LimitTimeout' } })
       else
         local holder = redis.call('ZRANGE', lk, 0, 0)[1] or '?'
         transition(id, 'Enqueued', 'Scheduled', now,
-          { { 'Scheduled', entry(now, 'Scheduled', 'Waiting for ' .. limit .. ' (held by job ' .. holder .. ')',
-              {}, since + timeout) } },
+          { 'Scheduled', entry(now, 'Scheduled', 'Waiting for ' .. limit .. ' (held by job ' .. holder .. ')',
+              {}, since + timeout) },
           { due = since + timeout, fields = { 'limit_since', fmt(since) } })
         redis.call('RPUSH', K.waiters(limit), id)
       end
@@ -57,8 +57,8 @@ local function admit(id, f, now, lease)
       local oldest = tonumber(redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')[2])
       local due = oldest + period
       transition(id, 'Enqueued', 'Scheduled', now,
-        { { 'Scheduled', entry(now, 'Scheduled', 'Rate limit ' .. rate .. ': ' .. f.rate_max .. ' starts per '
-            .. (period / 1000) .. ' s', {}, due) } },
+        { 'Scheduled', entry(now, 'Scheduled', 'Rate limit ' .. rate .. ': ' .. f.rate_max .. ' starts per '
+            .. (period / 1000) .. ' s', {}, due) },
         { due = due })
       return false
     end

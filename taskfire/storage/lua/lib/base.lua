@@ -59,6 +59,30 @@ local COUNTED = { Succeeded = true, Failed = true, Deleted = true }
 local UNFINISHED = { Enqueued = true, Scheduled = true, Processing = true, Awaiting = true }
 local NO_FIELDS = {}  -- read only
 
+-- A job's `h` field: its history's mode, then a letter for each thing it carries that
+-- few jobs do, so that the hot path reads one field instead of every rare one.
+--   mode     '0': the record stands for the history (no list yet); '1': the list holds
+--            it (see states.lua)
+--   letters  'b' a batch member, 'u' a uniqueness key, 'l' a limit, mutex or rate,
+--            'c' continuations may be waiting for it
+-- A job from before h existed has none (false): every field is read for it.
+local LETTER_OF = { batch = 'b', unique = 'u', limit = 'l', rate = 'l' }
+
+-- The letters for the rare fields among the field/value pairs list[from..to].
+local function letters_in(list, from, to)
+  local letters = ''
+  for i = from, to, 2 do
+    local letter = LETTER_OF[list[i]]
+    if letter and not string.find(letters, letter, 1, true) then letters = letters .. letter end
+  end
+  return letters
+end
+
+-- Whether h says the job may carry any of `letters` (a job without h may carry all).
+local function may_carry(h, letters)
+  return not h or string.find(h, letters) ~= nil
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -14,39 +14,55 @@ local function apply_change(a, now)
   local nentries = tonumber(ARGV[a + 12 + nfields * 2])
   local after = a + 13 + nfields * 2 + nentries * 2
   local jk = K.job(id)
-  local old, lease, queue, batch, conts, unique, limit = unpack(redis.call('HMGET', jk,
-    'state', 'lease', 'queue', 'batch', 'conts', 'unique', 'limit'))
+  local old, lease, h, cancel, logged = unpack(redis.call('HMGET', jk, 'state', 'lease', 'h', 'cancel', 'logged'))
   if not old then return 0, '', after end
-  local function among(set) return string.find(set, ',' .. old .. ',', 1, true) ~= nil end
-  if (ARGV[a + 1] ~= '' and not among(ARGV[a + 1])) or (ARGV[a + 2] ~= '' and among(ARGV[a + 2])) then
+  local expected, unless, token = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local mark = ',' .. old .. ','
+  if (expected ~= '' and not string.find(expected, mark, 1, true)) or (unless ~= '' and string.find(unless, mark, 1, true)) then
     return -1, old, after
   end
-  if ARGV[a + 3] ~= '' and lease ~= ARGV[a + 3] then return -2, old, after end
+  if token ~= '' and lease ~= token then return -2, old, after end
 
-  local state = ARGV[a + 4]
-  CALL.retention, CALL.cap = tonumber(ARGV[a + 9]), tonumber(ARGV[a + 10])
-  if ARGV[a + 5] ~= '' then queue = ARGV[a + 5] end
+  local state, final = ARGV[a + 4], ARGV[a + 8] == '1'
+  local retention, cap = tonumber(ARGV[a + 9]), tonumber(ARGV[a + 10])
+  CALL.retention, CALL.cap = retention, cap
+  local e = a + 13 + nfields * 2  -- the first entry
+  local batch, conts, unique, limit = false, false, false, false
+  if may_carry(h, '[bucl]') then
+    batch, conts, unique, limit = unpack(redis.call('HMGET', jk, 'batch', 'conts', 'unique', 'limit'))
+  end
+  if old == 'Processing' and final and nentries == 1 and string.sub(h or '', 1, 1) == '0'
+      and STATE_INDEX[state] == 'list' and not (batch or conts or unique or limit) then
+    -- The step most jobs take at the end of their run: the final entry goes in the
+    -- record (states.lua), and nothing follows the job.
+    end_run(id, jk, cancel)
+    count(state, now)
+    enter_final(id, jk, state, retention, cap, false, logged, 'done', done_of(now, state, ARGV[e + 1]),
+      unpack(ARGV, a + 12, a + 11 + nfields * 2))
+    return 1, old, after
+  end
+
+  local queue = ARGV[a + 5]
+  if queue == '' then queue = redis.call('HGET', jk, 'queue') end
   local due = nil
   local d = ARGV[a + 7]
   if d ~= '' then
     if string.sub(d, 1, 1) == '+' then due = now + tonumber(string.sub(d, 2)) else due = tonumber(d) end
   end
-  local fields = {}
-  for i = a + 12, a + 11 + nfields * 2 do table.insert(fields, ARGV[i]) end
+  local fields = { unpack(ARGV, a + 12, a + 11 + nfields * 2) }
   local entries = {}
-  local e = a + 13 + nfields * 2
   for i = 0, nentries - 1 do
-    entries[i + 1] = { ARGV[e + i * 2], stamp(now, ARGV[e + i * 2 + 1]) }
+    entries[i * 2 + 1] = ARGV[e + i * 2]
+    entries[i * 2 + 2] = stamp(now, ARGV[e + i * 2 + 1])
   end
   if due then
     -- The new state's entry records when it is due, known only now for a relative delay.
-    local last = entries[nentries][2]
-    entries[nentries][2] = '{"due":' .. fmt(due) .. ',' .. string.sub(last, 2)
+    entries[nentries * 2] = '{"due":' .. fmt(due) .. ',' .. string.sub(entries[nentries * 2], 2)
   end
   transition(id, old, state, now, entries, {
     queue = queue, front = ARGV[a + 6] == '1', due = due, fields = fields,
-    final = ARGV[a + 8] == '1', retention = tonumber(ARGV[a + 9]), cap = tonumber(ARGV[a + 10]),
-    batch = batch, conts = conts, unique = unique, limit = limit,
+    final = final, retention = retention, cap = cap,
+    batch = batch, conts = conts, unique = unique, limit = limit, h = h, cancel = cancel, logged = logged,
   })
   return 1, old, after
 end

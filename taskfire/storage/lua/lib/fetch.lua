@@ -13,7 +13,7 @@ local function timekeeping(now, recoveries_allowed)
     local state, queue = unpack(redis.call('HMGET', K.job(id), 'state', 'queue'))
     if state == 'Scheduled' then
       transition(id, state, 'Enqueued', now,
-        { { 'Enqueued', entry(now, 'Enqueued', 'Scheduled time reached', { queue = queue }) } },
+        { 'Enqueued', entry(now, 'Enqueued', 'Scheduled time reached', { queue = queue }) },
         { queue = queue })
     else
       redis.call('ZREM', K.schedule, id)
@@ -28,12 +28,12 @@ local function timekeeping(now, recoveries_allowed)
         local data = { exception_type = 'taskfire.WorkerLost', worker = owner, recoveries = n,
           exception_message = 'its worker stopped renewing the lease ' .. n .. ' times (killed or cut off from Redis)' }
         transition(id, state, 'Failed', now,
-          { { 'Failed', entry(now, 'Failed', 'Abandoned: its worker was lost ' .. n .. ' times', data) } },
+          { 'Failed', entry(now, 'Failed', 'Abandoned: its worker was lost ' .. n .. ' times', data) },
           { fields = { 'error_type', 'taskfire.WorkerLost' } })
       else
         local data = { queue = queue, worker = owner, recoveries = n }
         transition(id, state, 'Enqueued', now,
-          { { 'Enqueued', entry(now, 'Enqueued', 'Requeued: its worker stopped renewing the lease', data) } },
+          { 'Enqueued', entry(now, 'Enqueued', 'Requeued: its worker stopped renewing the lease', data) },
           { queue = queue, front = true })
       end
     else
@@ -42,28 +42,36 @@ local function timekeeping(now, recoveries_allowed)
   end
 end
 
--- Takes the next job of queue q for a worker, moving it to Processing under a lease.
--- Returns 'empty', 'stale' (an id left behind by a job deleted or moved since), or the
--- job's reply values.
-local function take(q, worker, lease, now)
+-- Takes the next job of queue q for a worker, moving it to Processing under a lease,
+-- and appends its values to `reply`. Returns 'empty', 'stale' (an id left behind by a
+-- job deleted or moved since, or a job that must wait under its limit or rate), or
+-- 'taken'.
+local function take(q, worker, lease, now, reply)
   write_pushes()
   local id = redis.call('RPOP', K.queue(q))
   if not id then return 'empty' end
-  local state, queue, fn, args, opts, retries, created, fetches, limit, rate = unpack(redis.call('HMGET', K.job(id),
-    'state', 'queue', 'fn', 'args', 'opts', 'retries', 'created', 'fetches', 'limit', 'rate'))
+  local jk = K.job(id)
+  local state, queue, fn, args, opts, retries, created, fetches, h = unpack(redis.call('HMGET', jk,
+    'state', 'queue', 'fn', 'args', 'opts', 'retries', 'created', 'fetches', 'h'))
   if state ~= 'Enqueued' or queue ~= q then return 'stale' end
-  if limit or rate then
-    local f = { limit = limit or nil, rate = rate or nil }
-    f.limit_max, f.limit_since, f.limit_timeout, f.rate_max, f.rate_period = unpack(redis.call('HMGET', K.job(id),
-      'limit_max', 'limit_since', 'limit_timeout', 'rate_max', 'rate_period'))
-    if not admit(id, f, now, lease) then return 'stale' end
+  if may_carry(h, 'l') then
+    local f = {}
+    f.limit, f.rate, f.limit_max, f.limit_since, f.limit_timeout, f.rate_max, f.rate_period = unpack(redis.call(
+      'HMGET', jk, 'limit', 'rate', 'limit_max', 'limit_since', 'limit_timeout', 'rate_max', 'rate_period'))
+    if (f.limit or f.rate) and not admit(id, f, now, lease) then return 'stale' end
   end
   fetches = fmt((tonumber(fetches) or 0) + 1)
   local token = worker .. ':' .. fetches
-  transition(id, state, 'Processing', now,
-    { { 'Processing', entry(now, 'Processing', nil, { worker = worker }) } },
-    { token = token, lease = lease, fetches = fetches, created = created, origin = queue })
-  return { id, token, fn or '', args or '', q, opts or '', retries or '0', created or '0' }
+  if string.sub(h or '', 1, 1) == '0' then
+    start_run(id, jk, now, token, now + lease, fetches)  -- the step most jobs take (states.lua)
+  else
+    transition(id, state, 'Processing', now, false,
+      { token = token, lease = lease, fetches = fetches, worker = worker, h = h })
+  end
+  local n = #reply
+  reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] = id, token, fn or '', args or ''
+  reply[n + 5], reply[n + 6], reply[n + 7], reply[n + 8] = q, opts or '', retries or '0', created or '0'
+  return 'taken'
 end
 
 -- The queues a worker asked for, less the paused ones: names in priority order, and
@@ -100,11 +108,10 @@ local function fetch_jobs(a, now)
   local names, weights = fetchable(a + 6)
   local reply = { now, -1, 0 }
   local taken, skipped = 0, 0
-  local function took(got)
+  local function took(got, q)
     if got == 'stale' then skipped = skipped + 1 return end
-    for _, v in ipairs(got) do table.insert(reply, v) end
     taken = taken + 1
-    tally('taken', got[5])
+    tally('taken', q)
   end
   if weights[1] then
     local seed = tonumber(ARGV[a + 5])
@@ -120,8 +127,9 @@ local function fetch_jobs(a, now)
         r = r - weights[i]
         if r < 0 then pick = k break end
       end
-      local got = take(names[open[pick]], worker, lease, now)
-      if got == 'empty' then table.remove(open, pick) else took(got) end
+      local q = names[open[pick]]
+      local got = take(q, worker, lease, now, reply)
+      if got == 'empty' then table.remove(open, pick) else took(got, q) end
     end
     if taken >= max and ARGV[a + 4] == '1' then
       for _, i in ipairs(open) do
@@ -131,9 +139,9 @@ local function fetch_jobs(a, now)
   else
     for _, q in ipairs(names) do
       while taken < max and skipped < MAX_SKIPPED do
-        local got = take(q, worker, lease, now)
+        local got = take(q, worker, lease, now, reply)
         if got == 'empty' then break end
-        took(got)
+        took(got, q)
       end
       if taken >= max then
         if ARGV[a + 4] == '1' and redis.call('LLEN', K.queue(q)) > 0 then wake(q) end

@@ -7,10 +7,11 @@
 -- to a queue list are gathered too, and written as one LPUSH (RPUSH for the front) per
 -- queue before the call reads any queue list (write_pushes) and at its end.
 --
--- CALL.pending holds what is gathered, by part: counts, hourly, pushed and taken
--- {key = n}; index, back and front {key = {ids}}; cap {index key = length}. A part is
--- made on first use: every table a call makes is work for Lua's garbage collector,
--- which walks the whole library, and most calls need few parts.
+-- CALL.pending holds what is gathered, by part: counts {state = n}, pushed and taken
+-- {queue = n}; index {state = {ids}} and cap {state = length}; back and front
+-- {queue = {ids}}. Keys are built once per part when it is written, not once per job.
+-- A part is made on first use: every table a call makes is work for Lua's garbage
+-- collector, which walks the whole library, and most calls need few parts.
 --
 -- CALL holds everything one call keeps between its steps; begin() (call.lua) makes it
 -- anew for every call, since a library's upvalues outlive calls and a call that raised
@@ -42,60 +43,81 @@ local function gather(name, key, value)
   if values == nil then t[key] = { value } else values[#values + 1] = value end
 end
 
--- Writes a gathered part, one command per key, and forgets it. A list keeps its order:
+-- Writes a gathered part, one command per key (named by `key_of` its part's key), and
+-- forgets it; returns {key = length after} for list commands. A list keeps its order:
 -- LPUSH a b leaves the list LPUSH a, LPUSH b would.
-local function write_part(command, name)
+local function write_part(command, name, key_of)
   local t = CALL.pending[name]
-  if t == nil then return end
+  if t == nil then return nil end
   CALL.pending[name] = nil
+  local lengths = {}
   for key, values in pairs(t) do
-    for i = 1, #values, 1000 do redis.call(command, key, unpack(values, i, math.min(i + 999, #values))) end
+    local length
+    for i = 1, #values, 1000 do
+      length = redis.call(command, key_of(key), unpack(values, i, math.min(i + 999, #values)))
+    end
+    lengths[key] = length
   end
+  return lengths
 end
 
 local function push(q, id, front)
-  gather(front and 'front' or 'back', K.queue(q), id)
+  gather(front and 'front' or 'back', q, id)
   tally('pushed', q)
 end
 
-local function write_pushes()
-  write_part('LPUSH', 'back')
-  write_part('RPUSH', 'front')
+-- Queues a call found empty before it pushed to them: only those need registering in
+-- `queues` (a queue, once used, stays there).
+local function note_fresh(lengths, name)
+  if lengths == nil then return end
+  local values = CALL.fresh_of[name]
+  for q, length in pairs(lengths) do
+    if length == #values[q] then part('fresh')[q] = true end
+  end
 end
 
+local function write_pushes()
+  local pending = CALL.pending
+  if pending.back == nil and pending.front == nil then return end
+  CALL.fresh_of = { back = pending.back, front = pending.front }
+  note_fresh(write_part('LPUSH', 'back', K.queue), 'back')
+  note_fresh(write_part('RPUSH', 'front', K.queue), 'front')
+end
+
+-- Counts a job entering a state: its counter and the current hour's bucket, written at
+-- the end of the call (hours since the epoch, from the call's `now`).
 local function count(state, now)
   if not COUNTED[state] then return end
-  local total = K.stat(state)
-  tally('counts', total)
-  tally('hourly', total .. ':' .. fmt(math.floor(now / 3600000)))
+  tally('counts', state)
+  CALL.hour = math.floor(now / 3600000)
 end
 
-local function add_to_index(index, id, cap)
-  gather('index', index, id)
-  part('cap')[index] = cap
+local function add_to_index(state, id, cap)
+  gather('index', state, id)
+  part('cap')[state] = cap
 end
 
 local function flush()
   write_pushes()
   local pending = CALL.pending
-  local counts, hourly, index, pushed, taken = pending.counts, pending.hourly, pending.index, pending.pushed,
-    pending.taken
+  local counts, index, pushed, taken, fresh = pending.counts, pending.index, pending.pushed, pending.taken,
+    pending.fresh
   if counts then
-    for key, n in pairs(counts) do redis.call('INCRBY', key, fmt(n)) end
-  end
-  if hourly then
-    for key, n in pairs(hourly) do
-      if redis.call('INCRBY', key, fmt(n)) == n then redis.call('EXPIRE', key, HOURLY_STATS_TTL) end
+    local hour = ':' .. fmt(CALL.hour)
+    for state, n in pairs(counts) do
+      local total = K.stat(state)
+      redis.call('INCRBY', total, fmt(n))
+      if redis.call('INCRBY', total .. hour, fmt(n)) == n then redis.call('EXPIRE', total .. hour, HOURLY_STATS_TTL) end
     end
   end
   if index then
     local cap = pending.cap
-    write_part('LPUSH', 'index')
-    for key in pairs(index) do redis.call('LTRIM', key, '0', fmt(cap[key] - 1)) end
+    write_part('LPUSH', 'index', K.state)
+    for state in pairs(index) do redis.call('LTRIM', K.state(state), '0', fmt(cap[state] - 1)) end
   end
   if pushed then
     for q, n in pairs(pushed) do
-      redis.call('SADD', K.queues, q)
+      if fresh and fresh[q] then redis.call('SADD', K.queues, q) end
       redis.call('HINCRBY', K.queue_stats, q .. ':in', fmt(n))
       wake(q)
     end

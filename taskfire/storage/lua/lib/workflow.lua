@@ -24,11 +24,11 @@ local function release(id, action, kind, parent, result, now)
     local queue = redis.call('HGET', K.job(id), 'queue')
     local why = 'Its parent ' .. describe(kind, parent) .. ' ' .. result
     transition(id, 'Awaiting', 'Enqueued', now,
-      { { 'Enqueued', entry(now, 'Enqueued', why, { queue = queue, parent = parent }) } }, { queue = queue })
+      { 'Enqueued', entry(now, 'Enqueued', why, { queue = queue, parent = parent }) }, { queue = queue })
   else
     local why = 'Its parent ' .. describe(kind, parent) .. ' did not succeed (' .. result .. '), so it will not run'
     transition(id, 'Awaiting', 'Deleted', now,
-      { { 'Deleted', entry(now, 'Deleted', why, { parent = parent }) } },
+      { 'Deleted', entry(now, 'Deleted', why, { parent = parent }) },
       { final = true, retention = CALL.retention, cap = CALL.cap })
   end
 end

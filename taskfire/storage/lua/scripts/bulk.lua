@@ -18,7 +18,7 @@ local now = now_ms()
 local changed, looked = 0, 0
 
 local function to_deleted(id, old, reason)
-  transition(id, old, 'Deleted', now, { { 'Deleted', entry(now, 'Deleted', reason, {}) } },
+  transition(id, old, 'Deleted', now, { 'Deleted', entry(now, 'Deleted', reason, {}) },
     { final = true, retention = CALL.retention, cap = CALL.cap })
 end
 
@@ -35,7 +35,7 @@ if action == 'move' or action == 'purge' then
       if action == 'move' then
         local to = ARGV[8]
         transition(id, state, 'Enqueued', now,
-          { { 'Enqueued', entry(now, 'Enqueued', 'Moved from queue ' .. from .. ' by an operator', { queue = to }) } },
+          { 'Enqueued', entry(now, 'Enqueued', 'Moved from queue ' .. from .. ' by an operator', { queue = to }) },
           { queue = to })
       else
         to_deleted(id, state, 'Purged from queue ' .. from .. ' by an operator')
@@ -65,7 +65,7 @@ for _, id in ipairs(ids) do
     changed = changed + 1
     if action == 'requeue' then
       transition(id, current, 'Enqueued', now,
-        { { 'Enqueued', entry(now, 'Enqueued', 'Requeued by an operator (bulk)', { queue = queue }) } },
+        { 'Enqueued', entry(now, 'Enqueued', 'Requeued by an operator (bulk)', { queue = queue }) },
         { queue = queue })
     else
       to_deleted(id, current, 'Deleted by an operator (bulk)')

@@ -27,17 +27,22 @@ local jk = K.job(id)
 if redis.call('EXISTS', jk) == 1 then return 0 end
 
 local now = now_ms()
+local last = 12 + tonumber(ARGV[12]) * 2
 redis.call('HSET', jk, 'fn', fn, 'args', args, 'queue', queue, 'created', fmt(now),
-  'parent', parent, 'parent_kind', kind, 'on', on)
+  'parent', parent, 'parent_kind', kind, 'on', on, 'h', '1' .. letters_in(ARGV, 13, last), unpack(ARGV, 13, last))
 if opts ~= '' then redis.call('HSET', jk, 'opts', opts) end
-for i = 13, 12 + tonumber(ARGV[12]) * 2, 2 do redis.call('HSET', jk, ARGV[i], ARGV[i + 1]) end
 local waits_for = 'Waiting for ' .. describe(kind, parent) .. (on == 'finished' and ' to finish' or ' to succeed')
 redis.call('RPUSH', K.history(id), entry(now, 'Awaiting', waits_for, { parent = parent, on = on }))
-enter_state(id, 'Awaiting', now, {})
+enter_state(id, jk, 'Awaiting', now, {})
 local action = result and decide(on, result) or 'wait'
 if action == 'wait' then
   redis.call('RPUSH', K.continuations(kind, parent), id)
-  if kind == 'job' then redis.call('HSET', K.job(parent), 'conts', '1') end
+  if kind == 'job' then
+    local pk = K.job(parent)
+    local h = redis.call('HGET', pk, 'h')
+    redis.call('HSET', pk, 'conts', '1')
+    if h and not string.find(h, 'c', 2, true) then redis.call('HSET', pk, 'h', h .. 'c') end
+  end
 else
   release(id, action, kind, parent, result, now)
 end
