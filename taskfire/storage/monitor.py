@@ -9,13 +9,12 @@ the kind recorded in the custom-states registry when a job first entered it).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
+
+import redis
 
 from ..errors import ConfigError
-from .keys import STATE_INDEX
-
-if TYPE_CHECKING:
-    from .store import Storage
+from .keys import STATE_INDEX, Keys
 
 #: States the dashboard lists, in menu order. Custom states are found in the registry.
 STATES = ("Enqueued", "Scheduled", "Processing", "Awaiting", "Succeeded", "Failed", "Deleted")
@@ -33,10 +32,9 @@ class QueueFacts(NamedTuple):
 
 
 class Monitor:
-    def __init__(self, storage: Storage) -> None:
-        self.redis = storage.redis
-        self.keys = storage.keys
-        self.storage = storage
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
 
     # -- jobs by state -------------------------------------------------------------
 

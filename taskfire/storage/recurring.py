@@ -5,28 +5,33 @@ definitions are written with MULTI, as they change rarely and only by people."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Callable, Sequence
+
+import redis
 
 from . import wire
+from .keys import Keys
+from .scripts import Scripts
 
-if TYPE_CHECKING:
-    from .store import Storage
+#: Storage.write_if: a MULTI whose writes happen only if a check (read under WATCH) holds.
+WriteIf = Callable[[str, Callable[[Any], bool], Callable[[Any], Any]], bool]
 
 
 class RecurringStore:
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
-        self.redis = storage.redis
-        self.keys = storage.keys
+    def __init__(self, client: redis.Redis, keys: Keys, scripts: Scripts, write_if: WriteIf) -> None:
+        self.redis = client
+        self.keys = keys
+        self.scripts = scripts
+        self.write_if = write_if
 
     def claim(self, limit: int, claim_ms: int) -> wire.Claim:
         """Takes up to `limit` due runs for this scheduler for `claim_ms`."""
-        return wire.decode_claim(self.storage.scripts.call("recurring_claim", wire.encode_claim(limit, claim_ms)))
+        return wire.decode_claim(self.scripts.call("recurring_claim", wire.encode_claim(limit, claim_ms)))
 
     def fire(self, recurring_id: str, expected_ms: int | None, next_ms: int | None,
              error: str, reason: str, jobs: Sequence[tuple[str, int]]) -> int:
         """One run (see recurring_fire.lua): jobs created, or -1 if it was no longer due."""
-        return int(self.storage.scripts.call(
+        return int(self.scripts.call(
             "recurring_fire", wire.encode_fire(recurring_id, expected_ms, next_ms, error, reason, jobs)))
 
     def read_fields(self, recurring_id: str, *names: str) -> list[str | None]:
@@ -64,7 +69,7 @@ class RecurringStore:
             pipe.hset(key, "enabled", "1" if enabled else "0")
             self._set_next(pipe, recurring_id, next_ms if enabled else None)
 
-        return self.storage.write_if(key, lambda pipe: bool(pipe.exists(key)), write)
+        return self.write_if(key, lambda pipe: bool(pipe.exists(key)), write)
 
     def remove(self, recurring_id: str) -> bool:
         pipe = self.redis.pipeline(transaction=True)

@@ -68,8 +68,8 @@ class Storage:
         # code needs to know only where the two differ.
         self.redis = cast(redis.Redis, client)
         self.scripts = Scripts(self.redis, cluster, url, prefix, self.keys.queues)
-        self.monitor = Monitor(self)
-        self.recurring = RecurringStore(self)
+        self.monitor = Monitor(self.redis, self.keys)
+        self.recurring = RecurringStore(self.redis, self.keys, self.scripts, self.write_if)
 
     def close(self) -> None:
         connection.close(self.redis)

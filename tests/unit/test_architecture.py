@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grimp
 import pytest
 
 from taskfire.storage.library import LIBRARY
@@ -38,6 +39,22 @@ def test_layers_import_downward_only_and_redis_only_through_storage():
     done = subprocess.run([tool("lint-imports"), "--no-cache"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Contracts: 2 kept, 0 broken." in done.stdout
+
+
+def test_no_module_imports_itself_back():
+    """No import circle, even within a layer: a module never reaches itself through
+    what it imports (typing-only imports included). `from pkg import mod` depends on mod,
+    not on everything pkg's __init__ imports."""
+    graph = grimp.build_graph("taskfire", "taskfire_dashboard", cache_dir=None)
+    packages = {m for m in graph.modules if (ROOT / (m.replace(".", "/") + "/__init__.py")).exists()
+                or (ROOT / "dashboard" / (m.replace(".", "/") + "/__init__.py")).exists()}
+    circles = set()
+    for module in sorted(graph.modules - packages):
+        for imported in graph.find_modules_directly_imported_by(module) - packages:
+            chain = graph.find_shortest_chain(importer=imported, imported=module)
+            if chain and not packages & set(chain):
+                circles.add(" -> ".join((module, *chain)))
+    assert circles == set()
 
 
 def test_nothing_outside_storage_touches_the_redis_client_or_spells_a_key():
