@@ -121,8 +121,9 @@ class Monitor:
             key = self.keys.failed_by_exception(exception)
         else:
             key = self.keys.state("Failed")
-        found = self.redis.zrevrange(key, offset, offset + limit - 1, withscores=True)
-        return [(i.decode(), int(score)) for i, score in found]  # type: ignore[union-attr]
+        found: list[tuple[bytes, float]] = self.redis.zrevrange(  # type: ignore[assignment]
+            key, offset, offset + limit - 1, withscores=True)
+        return [(i.decode(), int(score)) for i, score in found]
 
     def failure_groups(self) -> tuple[dict[str, int], dict[str, int]]:
         """Failed jobs per function and per exception type, largest first, in one trip."""
@@ -139,8 +140,9 @@ class Monitor:
 
     def retry_ids(self, offset: int, limit: int) -> list[tuple[str, int]]:
         """A page of the jobs waiting for a retry, soonest first, as (id, due ms)."""
-        found = self.redis.zrange(self.keys.retries, offset, offset + limit - 1, withscores=True)
-        return [(i.decode(), int(score)) for i, score in found]  # type: ignore[union-attr]
+        found: list[tuple[bytes, float]] = self.redis.zrange(  # type: ignore[assignment]
+            self.keys.retries, offset, offset + limit - 1, withscores=True)
+        return [(i.decode(), int(score)) for i, score in found]
 
     def indexes_built(self) -> dict[str, bool]:
         """Whether each index a store written by an older version may lack is complete
