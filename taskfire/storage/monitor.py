@@ -308,6 +308,11 @@ class Monitor:
         ids: list[bytes] = self.redis.lrange(self.keys.batch_jobs(batch_id), start, stop)  # type: ignore[assignment]
         return [i.decode() for i in ids]
 
+    def continuations(self, kind: str, parent_id: str, limit: int = 1000) -> list[str]:
+        """Ids of the jobs awaiting a job or batch ("job" or "batch"), the first `limit`."""
+        ids: list[bytes] = self.redis.lrange(self.keys.continuations(kind, parent_id), 0, limit - 1)  # type: ignore[assignment]
+        return [i.decode() for i in ids]
+
     # -- servers and metrics -------------------------------------------------------
 
     def servers(self) -> list[dict[str, str]]:
