@@ -280,5 +280,5 @@
   drawHistory();
   document.querySelectorAll("canvas.history, #realtime").forEach(tooltip);
   window.addEventListener("resize", () => { drawHistory(); drawRealtime(); });
-  poll();
+  if (store.get("live", "on") === "on") poll();
 })();
