@@ -87,9 +87,9 @@ def run_paths(tf: Taskfire, n: int) -> list[tuple[str, float]]:
         while tf.storage.fetch(request(100)).jobs:
             pass
     running = fetched()
-    retry = Scheduled(delay=0.05, reason="Retry attempt 1 of 3: boom")
+    retry = Scheduled(delay=1.0, reason="Retry attempt 1 of 3: boom")
     rows.append(("fail, retry scheduled (finish)", measured(tf, n, lambda: _finish_retries(tf, running, retry, fails))))
-    time.sleep(0.1)  # the retries come due (50 ms)
+    time.sleep(1.1)  # the retries come due (none did while they were stored)
 
     def promote() -> None:
         while tf.storage.monitor.counts()["states"]["Scheduled"]:

@@ -15,6 +15,7 @@ import msgspec
 import redis
 
 from ..errors import ConfigError
+from ..records import done_entry
 from .keys import DERIVED_INDEXES, INDEX_KINDS, STATE_INDEX, Keys
 
 #: States the dashboard lists, in menu order. Custom states are found in the registry.
@@ -25,7 +26,7 @@ HISTORY_HOURS = 7 * 24
 
 #: The job fields a row of a list shows (Monitor.summaries).
 _ROW_FIELDS = ("fn", "state", "queue", "created", "error_type", "retries", "started", "lease", "progress", "parent",
-               "parent_kind", "batch")
+               "parent_kind", "batch", "done")
 
 
 def _number(raw: bytes | None) -> int | None:
@@ -33,15 +34,19 @@ def _number(raw: bytes | None) -> int | None:
 
 
 def _row(job_id: str, values: list[bytes | None], last: bytes | None, sizes: dict[str, int]) -> dict[str, Any]:
-    fn, state, queue, created, error, retries, started, lease, progress, parent, parent_kind, batch = (
+    fn, state, queue, created, error, retries, started, lease, progress, parent, parent_kind, batch, _ = (
         v.decode(errors="replace") if v is not None else None for v in values)
     entry: dict[str, Any] | None = None
-    if last:
-        try:
+    done = values[-1]
+    try:
+        if last:
             decoded = msgspec.json.decode(last)
             entry = decoded if isinstance(decoded, dict) else None
-        except msgspec.DecodeError:
-            entry = None  # written by hand: the row shows what it can without it
+        elif done and state:  # a job on the happy path: its record keeps its final entry
+            e = done_entry(done, state)
+            entry = {"at": int(e.at.timestamp() * 1000), "state": e.state, "reason": e.reason, "data": e.data}
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+        entry = None  # written by hand: the row shows what it can without it
     created_ms, started_ms = _number(values[3]), _number(values[6])
     try:
         progress_value = msgspec.json.decode(progress) if progress else None
