@@ -110,8 +110,9 @@ def state_listing(tf: Taskfire, c: dict[str, Any], state: str, offset: int, per_
 def matching_ids(tf: Taskfire, state: str, function: str, queue: str | None = None) -> list[str]:
     """The jobs whose function contains `function`, among the newest FILTER_WINDOW of a
     state (another bounded list: its page says so)."""
-    window = tf.storage.monitor.summaries(tf.job_ids_in_state(state, 0, FILTER_WINDOW, queue=queue))
-    return [r["id"] for r in window if r["function"] and function in r["function"] and r["state"] == state]
+    ids = tf.job_ids_in_state(state, 0, FILTER_WINDOW, queue=queue)
+    return [i for i, (fn, now) in zip(ids, tf.storage.monitor.functions_and_states(ids), strict=True)
+            if fn and function in fn and now == state]
 
 
 def failed_listing(tf: Taskfire, offset: int, per_page: int, function: str | None, exception: str | None,

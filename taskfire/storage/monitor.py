@@ -174,6 +174,15 @@ class Monitor:
                                                                            strict=True)))
                 for n, i in enumerate(ids)]
 
+    def functions_and_states(self, ids: Sequence[str]) -> list[tuple[str | None, str | None]]:
+        """Each job's function and state (None for a job that expired), in one trip: the
+        two fields a filter by function reads, for many jobs at once."""
+        pipe = self.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.hmget(self.keys.job(i), "fn", "state")
+        return [(fn.decode(errors="replace") if fn else None, state.decode() if state else None)
+                for fn, state in pipe.execute()]
+
     def field_values(self, wanted: Sequence[tuple[str, str]]) -> list[bytes | None]:
         """The value of each (job id, field) pair, in one trip."""
         pipe = self.redis.pipeline(transaction=False)
