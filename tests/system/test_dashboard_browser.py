@@ -156,9 +156,14 @@ def test_an_operator_clicks_through_confirmations_filters_and_live_counts(tf, st
         assert page.title().startswith("Overview")
         # Live counts: a job that fails now shows in the menu's Failed count without a reload
         failed_before = page.locator("header [data-count=Failed]").inner_text()
+        attempts_before = page.locator("[data-total=failed]").inner_text()
         tf.change_state(store["later"], Failed(reason="by hand", exception_type="RuntimeError"))
+        jobs.add.options(queue="fresh").enqueue(1, 1)
         wait_for(lambda: page.locator("header [data-count=Failed]").inner_text() != failed_before, 10,
                  "the live count to move")
+        # ... and so do the totals and the queue table
+        wait_for(lambda: page.locator("[data-total=failed]").inner_text() != attempts_before, 10, "the totals")
+        wait_for(lambda: "fresh" in page.locator("tbody[data-queues]").inner_text(), 10, "the new queue")
         # A graph's tooltip
         page.locator("canvas.history").first.hover()
         tip = page.locator(".chart:has(canvas.history) .tooltip").first
