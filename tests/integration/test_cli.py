@@ -168,3 +168,11 @@ def test_two_dashboards_serve_pages_from_the_current_directory_and_share_no_cont
         for d, log in zip(dashboards, logs):
             assert d.wait(20) == 0
             log.close()
+
+
+@pytest.mark.parametrize("command", [["dashboard"], ["up", "--data-dir", "/nonexistent/never-used"]])
+def test_the_dashboard_without_its_libraries_says_how_to_install_them(command):
+    hide = "import sys; sys.modules['humanize'] = None; from taskfire import cli; "
+    r = subprocess.run([sys.executable, "-c", hide + f"sys.exit(cli.main({command!r}))"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "pip install 'taskfire[dashboard]'" in r.stderr and "humanize" in r.stderr, r.stderr
