@@ -116,7 +116,7 @@ def batches() -> str:
     page, size = page_args()
     found = client().list_batches((page - 1) * size, size + 1)
     return render_template("taskfire/batches.html", batches=found[:size], page=page, size=size,
-                           more=len(found) > size)
+                           more=len(found) > size, index_cap=client().storage.index_cap)
 
 
 @bp.get("/batches/<batch_id>")
