@@ -11,7 +11,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY taskfire ./taskfire
 COPY dashboard ./dashboard
-RUN pip install . \
+RUN pip install ".[dashboard]" \
  && useradd --system --no-create-home --shell /usr/sbin/nologin taskfire
 
 # The sample jobs of `taskfire up --demo` until you set your own.

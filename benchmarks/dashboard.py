@@ -45,25 +45,35 @@ def move_all(tf: Taskfire, ids: list[str], state_for: object) -> None:
 
 
 def fill(tf: Taskfire, succeeded: int, failed: int) -> dict[str, str]:
-    """The store the pages are timed against; returns a few ids to open."""
+    """The store the pages are timed against; returns a few ids to open. The first
+    1,000 failures (the oldest) are TimeoutErrors, every later one a ValueError."""
     started = time.perf_counter()
     done = Succeeded(reason="benchmark fill", duration_ms=3.0, latency_ms=1.0)
     broken = Failed(reason="An exception occurred", exception_type="ValueError",
                     exception_message="row 17: price is not a number",
                     exception_details="Traceback (most recent call last):\n  ...\nValueError: row 17")
+    timed_out = Failed(reason="An exception occurred", exception_type="TimeoutError",
+                       exception_message="the warehouse did not answer in 30 s")
     sample: dict[str, str] = {}
     for kind, total, fn, state in (("succeeded", succeeded, jobs.incr, done), ("failed", failed, jobs.fails, broken)):
         for start in range(0, total, 50_000):
             ids = tf.enqueue_many(fn, [() for _ in range(min(50_000, total - start))])
-            move_all(tf, ids, lambda _id, s=state: s)
+            move_all(tf, ids[:1000] if kind == "failed" and start == 0 else [], lambda _id: timed_out)
+            move_all(tf, ids[1000:] if kind == "failed" and start == 0 else ids, lambda _id, s=state: s)
             sample.setdefault(kind, ids[0])
             print(f"  {kind}: {start + len(ids):,} of {total:,} ({time.perf_counter() - started:.0f} s)",
                   file=sys.stderr, flush=True)
     waiting = tf.enqueue_many(jobs.incr, [() for _ in range(20_000)])
     jobs.incr.options(queue="reports").enqueue_many([() for _ in range(5_000)])
     sample["enqueued"] = waiting[0]
+    sooner = tf.enqueue_many(jobs.incr, [() for _ in range(20_000)])  # scheduled, due before the retries
+    move_all(tf, sooner, lambda _id: Scheduled(delay=600, reason="Scheduled by the benchmark"))
     retries = tf.enqueue_many(jobs.fails, [() for _ in range(2_000)])
-    move_all(tf, retries, lambda _id: Scheduled(delay=3600, reason="Retry attempt 1 of 3"))
+    failure = Failed(reason="An exception occurred", exception_type="ConnectionError", exception_message="refused")
+    for start in range(0, len(retries), CHUNK):  # elected in place of a failure, as the retry policy does
+        tf.storage.transitions([transition_for(i, Scheduled(delay=3600, reason="Retry attempt 1 of 3: refused"),
+                                               fields={"retries": "1"}, elected=[failure])
+                                for i in retries[start:start + CHUNK]])
     with tf.batch() as b:
         for _ in range(1_000):
             b.enqueue(jobs.incr)
@@ -73,6 +83,29 @@ def fill(tf: Taskfire, succeeded: int, failed: int) -> dict[str, str]:
         tf.recurring.add_or_update(name, jobs.incr, cron)
     print(f"  filled in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     return sample
+
+
+def time_backfill(tf: Taskfire) -> str:
+    """Drops the retry and failure indexes, as a store from before them lacks them, and
+    times building them again in the slices the dashboard uses; says what they weigh."""
+    k, r = tf.storage.keys, tf.storage.redis
+    functions, exceptions = tf.storage.monitor.failure_groups()
+    keys = [k.retries, k.failed_functions, k.failed_exceptions, *map(k.failed_by_function, functions),
+            *map(k.failed_by_exception, exceptions)]
+    weight = sum(r.memory_usage(key, samples=0) or 0 for key in keys)  # type: ignore[misc]
+    r.delete(*keys, k.index_builds)
+    parts = []
+    for index in ("retries", "failed"):
+        started, calls, looked = time.perf_counter(), 0, 0
+        while True:
+            n, built = tf.storage.backfill(index, 2000)
+            calls, looked = calls + 1, looked + n
+            if built:
+                break
+        parts.append(f"{index} from {looked:,} jobs in {calls} slices, {time.perf_counter() - started:.2f} s")
+    failed = sum(functions.values())
+    return (f"Indexes of retries and failures: {weight / 2**20:.1f} MiB ({weight / max(1, failed):.0f} B per failed "
+            f"job); built again for an older store: {'; '.join(parts)}")
 
 
 def get(url: str, expect: int = 200) -> float:
@@ -125,6 +158,7 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise SystemExit("the dashboard did not start") from None
                 time.sleep(0.1)
+        backfill = time_backfill(tf)
         last_failed_page = args.failed // 50
         pages = [
             ("overview", "/"),
@@ -132,20 +166,27 @@ def main() -> None:
             ("succeeded, last kept page", f"/jobs/state/Succeeded?page={tf.storage.index_cap // 50}"),
             ("failed, page 1", "/jobs/state/Failed"),
             (f"failed, page {last_failed_page:,} (the oldest)", f"/jobs/state/Failed?page={last_failed_page}"),
-            ("failed, filtered by function", "/jobs/state/Failed?function=fails"),
+            ("failed, by function (page 1)", "/jobs/state/Failed?function=benchmarks.jobs:fails"),
+            ("failed, by exception: the 1,000 oldest", "/jobs/state/Failed?exception=TimeoutError"),
+            ("failed, by exception, 500 rows", "/jobs/state/Failed?exception=TimeoutError&size=500"),
+            ("search: failures by text", "/jobs/find?q=timeout"),
+            ("succeeded, text filter (newest 5,000)", "/jobs/state/Succeeded?function=incr"),
+            ("enqueued: the queues to pick from", "/jobs/state/Enqueued"),
             ("enqueued, queue default", "/jobs/state/Enqueued?queue=default"),
             ("scheduled", "/jobs/state/Scheduled"),
-            ("retries", "/retries"),
+            ("retries (2,000 behind 20,000 due sooner)", "/retries"),
             ("job details (succeeded)", f"/jobs/{sample['succeeded']}"),
             ("job details (failed)", f"/jobs/{sample['failed']}"),
-            ("job search, unknown id (404)", "/jobs/find?id=nope"),
+            ("search, an id no job has", "/jobs/find?q=nope"),
             ("batches", "/batches"),
             ("batch (1,000 members)", f"/batches/{sample['batch']}"),
+            ("batch, last page of members", f"/batches/{sample['batch']}?page=20"),
             ("recurring", "/recurring"),
             ("queues", "/queues"),
             ("servers", "/servers"),
             ("api: stats", "/api/stats"),
             ("api: 1,000 failed jobs", "/api/jobs/state/Failed?limit=1000"),
+            ("api: retries", "/api/retries"),
             ("metrics", "/metrics"),
         ]
         rows = []
@@ -160,6 +201,7 @@ def main() -> None:
         print(f"\ntaskfire dashboard on {server.binary.name}: {args.succeeded:,} succeeded, {args.failed:,} failed, "
               f"25,000 enqueued, 2,000 retries, a 1,000-job batch; Redis used_memory {memory / 2**20:,.0f} MiB; "
               f"gunicorn 1 process x 1 thread; {args.requests} requests per page over loopback HTTP\n")
+        print(backfill + "\n")
         print("| page | p50 ms | p95 ms | max ms | Redis commands per request |")
         print("|---|---:|---:|---:|---:|")
         for name, p50, p95, worst, per in rows:

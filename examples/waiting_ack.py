@@ -85,13 +85,15 @@ def answer(job_id: str, answer: str) -> Any:
 
     if answer == "acknowledge":
         state: State = Succeeded(reason="Acknowledged by an operator")
+        done = "acknowledged"
     elif answer == "reject":
         state = Failed(reason="Rejected by an operator", exception_type="Rejected",
                        exception_message="rejected from the dashboard")
+        done = "rejected"
     else:
         abort(400, f"answer must be acknowledge or reject, not {answer!r}")
     moved = client().change_state(job_id, state, WaitingAck.name)
-    flash(f"Job {job_id} {answer}d." if moved else f"Job {job_id} was no longer waiting.")
+    flash(f"Job {job_id} {done}." if moved else f"Job {job_id} was no longer waiting.")
     return redirect(url_for("page_waiting_page"))
 
 

@@ -114,6 +114,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     """Embedded server + worker + dashboard (+ demo jobs), until Ctrl-C."""
     from .embedded import EmbeddedServer
     setup_logging(os.environ.get("TASKFIRE_LOG_LEVEL", "INFO"))
+    if args.dashboard != "off":
+        dashboard_factory()  # its libraries missing: say so before starting anything
     server = EmbeddedServer(args.data_dir)
     joined = server.join()
     url = server.url if joined else server.start()
@@ -298,12 +300,21 @@ def resolve_callable(target: str, option: str) -> Callable[..., Any]:
     return found  # type: ignore[no-any-return]
 
 
+def dashboard_factory() -> Callable[..., Any]:
+    """taskfire_dashboard.create_app, or a ConfigError saying how to install what it needs."""
+    try:
+        from taskfire_dashboard import create_app
+    except ImportError as exc:
+        raise ConfigError(f"the dashboard needs its libraries ({exc.name or exc}): "
+                          f"pip install 'taskfire[dashboard]'") from None
+    return create_app
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Serves the dashboard with gunicorn."""
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped,unused-ignore]
 
-    from taskfire_dashboard import create_app
-
+    create_app = dashboard_factory()
     setup_logging(os.environ.get("TASKFIRE_LOG_LEVEL", "INFO"))
     url = args.redis_url or os.environ.get("TASKFIRE_REDIS_URL")
     if url == "embedded":
@@ -318,6 +329,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     secret = os.environ.get("TASKFIRE_DASHBOARD_SECRET") or os.urandom(32).hex()  # one per server, shared by its workers
     app = create_app(url, prefix=args.prefix, basic_auth=basic, bearer_token=args.bearer_token,
                      read_only=args.read_only, secret_key=secret)
+    if args.pages and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # --pages from the current directory, as a worker's modules
     for target in args.pages:
         add_pages = resolve_callable(target, "--pages")
         add_pages(app)
@@ -335,6 +348,10 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             self.cfg.set("threads", args.threads)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", "-" if args.access_log else None)
+            # gunicorn's control socket is one path per user (~/.gunicorn/gunicorn.ctl):
+            # several dashboards on a host would share it, and `gunicornc` would steer
+            # whichever bound it last. Nothing here uses it.
+            self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             return app

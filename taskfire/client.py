@@ -211,17 +211,20 @@ class Taskfire:
     # -- operators ------------------------------------------------------------------
 
     def requeue_all(self, state: str = "Failed", *, function: str | None = None,
-                    exception: str | None = None, queue: str | None = None) -> BulkResult:
+                    exception: str | None = None, queue: str | None = None,
+                    only_retries: bool = False) -> BulkResult:
         """Requeues every job in `state` (by default Failed), or only those of one
         function ("module:name"), exception type (as shown in the job, e.g.
-        "TimeoutError" or "myapp.errors.SyncError") or queue."""
-        return bulk_by_state(self.storage, "requeue", state, function, exception, queue)
+        "TimeoutError" or "myapp.errors.SyncError") or queue. With state "Scheduled",
+        `only_retries=True` takes only the jobs waiting for a retry (the dashboard's
+        Retries) and runs them now."""
+        return bulk_by_state(self.storage, "requeue", state, function, exception, queue, only_retries)
 
     def delete_all(self, state: str, *, function: str | None = None, exception: str | None = None,
-                   queue: str | None = None) -> BulkResult:
+                   queue: str | None = None, only_retries: bool = False) -> BulkResult:
         """Deletes every job in `state` (not Enqueued: see `tf.queues.purge`), with the
         same filters as `requeue_all`."""
-        return bulk_by_state(self.storage, "delete", state, function, exception, queue)
+        return bulk_by_state(self.storage, "delete", state, function, exception, queue, only_retries)
 
     def servers(self) -> list[dict[str, str]]:
         """Every live server: id, host, pid, queues, processes, threads, state, heartbeat."""

@@ -140,6 +140,12 @@ class Schedule:
     def __repr__(self) -> str:
         return f"Schedule({self.expr!r}, {self.tz!r})"
 
+    @property
+    def fields(self) -> str:
+        """The expression as 5 fields, or 6 with seconds first (a macro such as @daily
+        written out), for a reader that knows no macros."""
+        return self._body
+
     def next_ms(self, after_ms: int) -> int | None:
         """The first tick strictly after `after_ms` (ms since the epoch), or None if the
         expression never matches."""
@@ -210,79 +216,3 @@ class Schedule:
             else:
                 lo = mid
         return datetime.fromtimestamp(hi, _UTC)
-
-
-_DAY_NAMES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTH_NAMES = ("", "January", "February", "March", "April", "May", "June", "July", "August",
-                "September", "October", "November", "December")
-
-
-def _listing(field: str, name: str, names: tuple[str, ...] | None = None) -> str | None:
-    """'Monday', 'Monday through Friday', 'every 2 months', 'day 1 and 15'; None if odd."""
-    word = (lambda v: names[int(v)]) if names else (lambda v: v)
-    if field.startswith("*/") and field[2:].isdigit():
-        return f"every {field[2:]} {name}s"
-    parts = []
-    for part in field.split(","):
-        low, sep, high = part.partition("-")
-        if not low.isdigit() or (sep and not high.isdigit()):
-            return None
-        if names and not all(int(v) < len(names) for v in (low, high or low)):
-            return None
-        parts.append(f"{word(low)} through {word(high)}" if sep else word(low))
-    joined = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
-    return joined if names else f"{name} {joined}"
-
-
-def describe(expr: str) -> str | None:
-    """A CRON expression in words ("Every day at 02:00", "Every 15 minutes", "At 06:00 on
-    day 1 of the month"), for people reading a list of schedules; None when the
-    expression is too unusual to say well (show the expression itself then)."""
-    body = _MACROS.get(expr.strip().lower(), expr.strip())
-    fields = body.split()
-    if len(fields) == 6:
-        second, fields = fields[0], fields[1:]
-    elif len(fields) == 5:
-        second = "0"
-    else:
-        return None
-    minute, hour, dom, month, dow = fields
-    if second != "0":
-        if [minute, hour, dom, month, dow] != ["*"] * 5:
-            return None
-        return "Every second" if second == "*" else (
-            f"Every {second[2:]} seconds" if second.startswith("*/") and second[2:].isdigit() else None)
-    if minute.isdigit() and hour.isdigit():
-        time = f"at {int(hour):02d}:{int(minute):02d}"
-    elif minute.isdigit() and hour == "*":
-        time = "every hour" + (" on the hour" if minute == "0" else f" at minute {minute}")
-    elif minute.isdigit() and hour.startswith("*/") and hour[2:].isdigit():
-        time = f"every {hour[2:]} hours" + ("" if minute == "0" else f" at minute {minute}")
-    elif minute == "*" and hour == "*":
-        time = "every minute"
-    elif minute.startswith("*/") and minute[2:].isdigit() and hour == "*":
-        time = f"every {minute[2:]} minutes"
-    elif minute.isdigit() and all(h.isdigit() for h in hour.split(",")):
-        time = "at " + ", ".join(f"{int(h):02d}:{int(minute):02d}" for h in hour.split(","))
-    else:
-        return None
-    days = []
-    if dow != "*":
-        listed = _listing(dow, "weekday", _DAY_NAMES)
-        if listed is None:
-            return None
-        days.append(f"on {listed}")
-    if dom != "*":
-        listed = _listing(dom, "day")
-        if listed is None:
-            return None
-        days.append(f"on {listed} of the month" if not listed.startswith("every") else f"{listed}")
-    if month != "*":
-        listed = _listing(month, "month", _MONTH_NAMES)
-        if listed is None:
-            return None
-        days.append(f"in {listed}" if not listed.startswith("every") else listed)
-    if not days:
-        return ("Every day " + time) if time.startswith("at") else time[0].upper() + time[1:]
-    text = f"{time} {' '.join(days)}"
-    return text[0].upper() + text[1:]

@@ -9,6 +9,7 @@ holds Redis for long, and none costs a round trip per job.
     tf.queues.purge("low")               # every waiting job deleted
     tf.requeue_all("Failed", function="myapp.jobs:sync", exception="TimeoutError")
     tf.delete_all("Scheduled")
+    tf.requeue_all("Scheduled", only_retries=True)   # every job waiting for a retry, now
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import msgspec
 
 from .errors import ConfigError
 from .records import from_ms
-from .states import ENQUEUED, check_queue_name
+from .states import ENQUEUED, SCHEDULED, check_queue_name
 from .storage import Storage
 
 #: Jobs one script call looks at.
@@ -54,13 +55,17 @@ def run_bulk(storage: Storage, action: str, *args: str) -> BulkResult:
 
 
 def bulk_by_state(storage: Storage, action: str, state: str, function: str | None,
-                  exception: str | None, queue: str | None) -> BulkResult:
+                  exception: str | None, queue: str | None, only_retries: bool = False) -> BulkResult:
     if not isinstance(state, str) or not state:
         raise ConfigError("name the state, e.g. 'Failed'")
     state = state[0].upper() + state[1:]
     if state == ENQUEUED:
         raise ConfigError("jobs waiting in a queue are handled per queue: use tf.queues.purge() or move()")
-    return run_bulk(storage, action, state, function or "", exception or "", queue or "")
+    if only_retries and state != SCHEDULED:
+        raise ConfigError(f"only_retries picks Scheduled jobs waiting for a retry: pass state='Scheduled', "
+                          f"not {state!r}")
+    return run_bulk(storage, action, state, function or "", exception or "", queue or "",
+                    "retries" if only_retries else "")
 
 
 class Queues:

@@ -123,7 +123,7 @@ def _implied_history(f: dict[str, bytes], state: str, due_ms: float | None) -> l
         entries.append(HistoryEntry(state=PROCESSING, at=from_ms(int(f["started"])),  # type: ignore[arg-type]
                                     data={"worker": worker}))
     if quiet and "done" in f:
-        entries.append(_done_entry(f["done"], state))
+        entries.append(done_entry(f["done"], state))
     return entries
 
 
@@ -136,7 +136,7 @@ class _RawDone(msgspec.Struct):
 _done_decoder = msgspec.json.Decoder(_RawDone)
 
 
-def _done_entry(done: bytes, state: str) -> HistoryEntry:
+def done_entry(done: bytes, state: str) -> HistoryEntry:
     """A final state's entry as a record keeps it: its time in ms, then the entry without
     its time and state (the record's own state), e.g. b'1765000000000{"data":{...}}'."""
     if done.startswith(b"{"):  # a whole entry

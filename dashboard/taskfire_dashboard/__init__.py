@@ -11,15 +11,16 @@ servers.
 Serve it with `taskfire dashboard --bind 127.0.0.1:8008` (gunicorn), or mount it in your
 own WSGI app under a prefix (werkzeug's DispatcherMiddleware, like Hangfire's /hangfire).
 
-Safe by default: until authorization is configured only loopback requests are served.
-Every action is a POST carrying a CSRF token from the page; every value shown is escaped
-by Jinja. Pages read bounded ranges of Redis indexes, never KEYS or SCAN.
+Safe by default: until authorization is configured only loopback requests are served,
+and repeated failed logins from one address are refused for a while (429). Every action
+is a POST carrying a CSRF token from the page, and sends the browser back only to a page
+of the dashboard; every value shown is escaped by Jinja; every response carries a
+Content-Security-Policy that allows no inline script or style and no framing. Pages
+read bounded ranges of Redis indexes, never KEYS or SCAN.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import os
 import secrets
 from typing import Any, Callable
@@ -31,27 +32,41 @@ from taskfire import Taskfire
 
 from . import actions, api, pages  # noqa: F401  (each attaches its views to the blueprint)
 from .blueprint import bp, client, guard, register
+from .security import LoginThrottle, authorization, secure, throttled
 
-__all__ = ["create_app", "add_page", "client", "render_page", "register", "bp"]
-
-LOCAL_ONLY = ("127.0.0.1", "::1")
+__all__ = ["create_app", "add_page", "client", "render_page", "register", "bp", "LoginThrottle"]
 
 
 def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None,
                authorize: Callable[[Any], bool] | None = None, basic_auth: tuple[str, str] | None = None,
                bearer_token: str | None = None, read_only: bool = False, refresh_ms: int = 2000,
-               title: str = "taskfire", secret_key: str | None = None) -> Flask:
-    """The dashboard app for one taskfire store (a URL, or a client to share)."""
+               title: str = "taskfire", secret_key: str | None = None,
+               login_throttle: LoginThrottle | None = None) -> Flask:
+    """The dashboard app for one taskfire store (a URL, or a client to share).
+    `login_throttle`: how repeated failed Basic or bearer logins from one address are
+    refused (default: 10 within a minute lock it out for 5 minutes, with a 429)."""
     tf = redis if isinstance(redis, Taskfire) else Taskfire(redis, prefix=prefix)
     app = Flask(__name__)
     app.secret_key = secret_key or os.environ.get("TASKFIRE_DASHBOARD_SECRET") or secrets.token_hex(32)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
-    allowed = _authorization(authorize, basic_auth, bearer_token)
+    allowed = authorization(authorize, basic_auth, bearer_token)
+    throttle = login_throttle if login_throttle is not None else LoginThrottle()
 
     @app.before_request
     def authenticate() -> Response | None:
-        if allowed():
+        address = request.remote_addr or ""
+        wait = throttle.retry_after(address)
+        if wait:
+            return throttled(wait)
+        verdict = allowed()
+        if verdict:
+            throttle.succeeded(address)
             return None
+        if verdict is False:  # credentials given, and wrong
+            throttle.failed(address)
+            wait = throttle.retry_after(address)
+            if wait:
+                return throttled(wait)
         if basic_auth is not None:
             return Response("Sign in to see the taskfire dashboard.", 401,
                             {"WWW-Authenticate": 'Basic realm="taskfire"'})
@@ -59,37 +74,8 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
 
     register(app, tf, read_only=read_only, refresh_ms=refresh_ms, title=title)
     app.register_error_handler(HTTPException, _http_error)
+    app.after_request(secure)
     return app
-
-
-def _authorization(authorize: Callable[[Any], bool] | None, basic_auth: tuple[str, str] | None,
-                   bearer_token: str | None) -> Callable[[], bool]:
-    """Whether this request may see the dashboard: by the application's own check, Basic
-    credentials or a bearer token; with none of them configured, loopback requests only."""
-    configured = authorize is not None or basic_auth is not None or bearer_token is not None
-
-    def allowed() -> bool:
-        if authorize is not None and authorize(request):
-            return True
-        if basic_auth is not None and request.authorization is not None:
-            user, password = basic_auth
-            given_user = (request.authorization.username or "").encode()
-            given_password = (request.authorization.password or "").encode()
-            if (hmac.compare_digest(given_user, user.encode())
-                    and hmac.compare_digest(given_password, password.encode())):
-                return True
-        if bearer_token is not None:
-            header = request.headers.get("Authorization", "")
-            if header.startswith("Bearer ") and hmac.compare_digest(header[7:].encode(), bearer_token.encode()):
-                return True
-        if not configured:
-            try:
-                return ipaddress.ip_address(request.remote_addr or "").is_loopback
-            except ValueError:
-                return False
-        return False
-
-    return allowed
 
 
 def _http_error(error: HTTPException) -> tuple[str | Response, int]:

@@ -3,8 +3,9 @@
 
 `register(app, tf, ...)` mounts it on any Flask app, under any prefix, with its settings;
 every request it serves passes `guard` first: actions are POSTs carrying the page's CSRF
-token, and a read-only dashboard refuses them. Who may see it is the app's business
-(`create_app` adds the local-only default and Basic or bearer authentication).
+token, and a read-only dashboard refuses them. Every response it gives carries the
+security headers (security.py). Who may see it is the app's business (`create_app` adds
+the local-only default and Basic or bearer authentication).
 """
 
 from __future__ import annotations
@@ -13,19 +14,20 @@ import hmac
 import secrets
 from typing import Any
 
-from flask import Blueprint, Flask, abort, current_app, g, request, session
+from flask import Blueprint, Flask, abort, current_app, g, request, session, url_for
 
 from taskfire import Taskfire
-from taskfire.cron import describe
 
 from . import data
-from .formatting import duration, pretty, when
+from .formatting import FILTERS
+from .security import local_target, secure
 
 bp = Blueprint("taskfire", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static")
 
-#: Rows per page of a list.
+#: Rows per page of a list, unless the viewer picks another size (PAGE_SIZES).
 PAGE_SIZE = 50
+PAGE_SIZES = (10, 20, 50, 100, 200, 500)
 
 
 class Settings:
@@ -45,10 +47,8 @@ def register(app: Flask, tf: Taskfire, *, url_prefix: str = "", read_only: bool 
     The app needs a `secret_key` (its session carries the CSRF token)."""
     app.extensions["taskfire"] = tf
     app.extensions["taskfire_dashboard"] = Settings(tf, read_only, refresh_ms, title)
-    app.add_template_filter(describe, "describe_cron")
-    app.add_template_filter(when, "when")
-    app.add_template_filter(duration, "duration")
-    app.add_template_filter(pretty, "pretty")
+    for name, f in FILTERS.items():
+        app.add_template_filter(f, name)
     app.register_blueprint(bp, url_prefix=url_prefix or None)
 
 
@@ -74,6 +74,7 @@ def guard() -> None:
 
 
 bp.before_request(guard)
+bp.after_request(secure)
 
 
 def counts() -> dict[str, Any]:
@@ -83,9 +84,10 @@ def counts() -> dict[str, Any]:
     return g.taskfire_counts  # type: ignore[no-any-return]
 
 
-def nav_counts() -> dict[str, int]:
+def nav_counts() -> dict[str, Any]:
     try:
-        return counts()["states"]  # type: ignore[no-any-return]
+        c = counts()
+        return {**c["states"], "Retries": c["retries"]}
     except Exception:
         return {}  # an error page while Redis is away still renders
 
@@ -98,22 +100,45 @@ def common() -> dict[str, Any]:
     if "csrf" not in session:
         session["csrf"] = secrets.token_urlsafe(32)
     s = settings()
-    return {"csrf": session["csrf"], "read_only": s.read_only, "title": s.title, "states": data.STATES,
-            "refresh_ms": s.refresh_ms, "nav": nav_counts(), "menu": s.menu}
+    nav = nav_counts()
+    states = [name for name in nav if name != "Retries"] or list(data.STATES)
+    return {"csrf": session["csrf"], "read_only": s.read_only, "title": s.title, "states": states,
+            "refresh_ms": s.refresh_ms, "nav": nav, "menu": s.menu, "here": (request.script_root + request.full_path).rstrip("?")}
 
 
 def int_arg(name: str, default: int, low: int = 0, high: int = 10_000_000) -> int:
-    """A whole-number query argument, or 400 naming it."""
+    """A whole-number query argument, or 400 naming it. Only ASCII digits: str.isdigit
+    also accepts "²", which int() refuses."""
     raw = request.args.get(name)
-    if raw is None:
+    if raw is None or raw == "":
         return default
     if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         abort(400, f"parameter {name!r} must be a whole number from {low} to {high}, not {raw!r}")
     return int(raw)
 
 
+def page_args() -> tuple[int, int]:
+    """(page, rows per page) from ?page= and ?size= (10 to 500)."""
+    return int_arg("page", 1, 1), int_arg("size", PAGE_SIZE, 10, 500)
+
+
 def state_arg(state: str) -> str:
+    """A state's name as the URL gives it (any case for its first letter), or 404 if no
+    job can be in it: neither built in nor a custom state a job has entered."""
     name = state[:1].upper() + state[1:]
-    if name not in data.STATES and not name.isidentifier():
-        abort(400, f"unknown state {state!r}")
+    if name not in data.STATES and name not in counts()["custom_states"]:
+        known = ", ".join([*data.STATES, *counts()["custom_states"]])
+        abort(404, f"no state {state!r}: the states are {known}")
     return name
+
+
+def back(fallback: str | None = None) -> str:
+    """Where an action sends the browser back to: the page that posted it (the form's
+    `next`, else the Referer), if that is a page of this dashboard; else `fallback` or
+    the overview."""
+    root = url_for("taskfire.overview")
+    for candidate in (request.form.get("next"), request.referrer):
+        target = local_target(candidate, root)
+        if target is not None:
+            return target
+    return fallback or root

@@ -129,6 +129,7 @@ class Server:
             "state": "quiet" if self.quiet else ("stopping" if self.stop_requested.is_set() else "running"),
             "threads": str(self.config.threads), "started": str(self.started_ms), "workers": pids,
             "timeout": str(self.config.server_timeout),  # when a dashboard stops counting it alive
+            "interval": str(self.config.heartbeat_interval),  # when a dashboard shows it as not responding
         }
         try:
             _, dead, quiet_requested = self.storage.heartbeat(self.id, int(self.config.server_timeout * 1000), facts)

@@ -22,6 +22,10 @@ FIXED = {
     "queue_stats": "queue-stats",       # hash: <q>:in, <q>:out, jobs that entered/left each queue
     "batches": "batches",               # list: batch ids, newest first, capped
     "custom_states": "custom-states",   # hash: custom state -> the kind of its index
+    "retries": "retries",               # zset: Scheduled jobs waiting for a retry, score = due time
+    "failed_functions": "failed-functions",    # hash: function -> its jobs in Failed
+    "failed_exceptions": "failed-exceptions",  # hash: exception type -> jobs in Failed with it
+    "index_builds": "index-builds",     # hash: index -> how far its backfill got ("done": built)
 }
 
 #: Keys named after something (a job id, a queue, ...): method -> parts, where None
@@ -44,6 +48,8 @@ NAMED: dict[str, tuple[str | None, ...]] = {
     "waiters": ("limit:", None, ":waiters"),      # list: jobs waiting for that limit
     "rate": ("rate:", None),                      # zset: recent starts under a rate limit
     "unique": ("unique:", None),                  # string: the pending job holding a uniqueness key
+    "failed_by_function": ("failed-function:", None),    # zset: a function's Failed jobs, score = failed at
+    "failed_by_exception": ("failed-exception:", None),  # zset: Failed jobs by exception type, same score
 }
 
 #: Names lowercased in their key (state and counter names are written as "Failed").
@@ -54,12 +60,22 @@ _LOWERCASED = ("state", "stat")
 #:   schedule    the `schedule` zset by due time
 #:   processing  the `processing` zset by lease deadline
 #:   zset        state:<name>, a zset by the time the job entered the state
+#:   failed      a zset as above, and one per function and per exception type (failed-function:<fn>,
+#:               failed-exception:<type>, with their sizes in failed-functions and
+#:               failed-exceptions), so failures are found by function or exception at any depth
 #:   list        state:<name>, a list capped at the index cap, newest first (final states,
 #:               whose jobs expire: a stale id is skipped by readers)
 STATE_INDEX = {
     "Enqueued": "queue", "Scheduled": "schedule", "Processing": "processing",
-    "Awaiting": "zset", "Failed": "zset", "Succeeded": "list", "Deleted": "list",
+    "Awaiting": "zset", "Failed": "failed", "Succeeded": "list", "Deleted": "list",
 }
+
+#: Every index kind (a custom state's is "list" or "zset").
+INDEX_KINDS = ("queue", "schedule", "processing", "zset", "failed", "list")
+
+#: Indexes a store written by an older version may lack, and the index each is derived
+#: from: `Storage.backfill` builds them in bounded slices (lua/scripts/backfill.lua).
+DERIVED_INDEXES = {"retries": "Scheduled", "failed": "Failed"}
 
 
 def custom_index(final: bool) -> str:
@@ -83,6 +99,10 @@ class Keys:
         self.queue_stats = prefix + FIXED["queue_stats"]
         self.batches = prefix + FIXED["batches"]
         self.custom_states = prefix + FIXED["custom_states"]
+        self.retries = prefix + FIXED["retries"]
+        self.failed_functions = prefix + FIXED["failed_functions"]
+        self.failed_exceptions = prefix + FIXED["failed_exceptions"]
+        self.index_builds = prefix + FIXED["index_builds"]
 
     def _named(self, kind: str, *names: str) -> str:
         values = iter(names)
@@ -129,6 +149,12 @@ class Keys:
 
     def recurring_job(self, recurring_id: str) -> str:
         return self._named("recurring_job", recurring_id)
+
+    def failed_by_function(self, function: str) -> str:
+        return self._named("failed_by_function", function)
+
+    def failed_by_exception(self, exception_type: str) -> str:
+        return self._named("failed_by_exception", exception_type)
 
 
 def _lua_string(text: str) -> str:

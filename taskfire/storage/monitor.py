@@ -11,15 +11,53 @@ from __future__ import annotations
 import time
 from typing import Any, NamedTuple, Sequence
 
+import msgspec
 import redis
 
 from ..errors import ConfigError
-from .keys import STATE_INDEX, Keys
+from ..records import done_entry
+from .keys import DERIVED_INDEXES, INDEX_KINDS, STATE_INDEX, Keys
 
 #: States the dashboard lists, in menu order. Custom states are found in the registry.
 STATES = ("Enqueued", "Scheduled", "Processing", "Awaiting", "Succeeded", "Failed", "Deleted")
 #: Hourly buckets the history graphs show (a week; the buckets live 8 days).
 HISTORY_HOURS = 7 * 24
+
+
+#: The job fields a row of a list shows (Monitor.summaries).
+_ROW_FIELDS = ("fn", "state", "queue", "created", "error_type", "retries", "started", "lease", "progress", "parent",
+               "parent_kind", "batch", "done")
+
+
+def _number(raw: bytes | None) -> int | None:
+    return int(raw) if raw and raw.isdigit() else None
+
+
+def _row(job_id: str, values: list[bytes | None], last: bytes | None, sizes: dict[str, int]) -> dict[str, Any]:
+    fn, state, queue, created, error, retries, started, lease, progress, parent, parent_kind, batch, _ = (
+        v.decode(errors="replace") if v is not None else None for v in values)
+    entry: dict[str, Any] | None = None
+    done = values[-1]
+    try:
+        if last:
+            decoded = msgspec.json.decode(last)
+            entry = decoded if isinstance(decoded, dict) else None
+        elif done and state:  # a job on the happy path: its record keeps its final entry
+            e = done_entry(done, state)
+            entry = {"at": int(e.at.timestamp() * 1000), "state": e.state, "reason": e.reason, "data": e.data}
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+        entry = None  # written by hand: the row shows what it can without it
+    created_ms, started_ms = _number(values[3]), _number(values[6])
+    try:
+        progress_value = msgspec.json.decode(progress) if progress else None
+    except msgspec.DecodeError:
+        progress_value = None
+    return {"id": job_id, "function": fn, "state": state, "queue": queue,
+            "created": created_ms / 1000 if created_ms is not None else None, "error": error or None,
+            "retries": int(retries) if retries and retries.isdigit() else 0,
+            "started": started_ms / 1000 if started_ms is not None else None, "lease": lease,
+            "progress": progress_value, "parent": parent, "parent_kind": parent_kind, "batch": batch,
+            "last": entry, **{f"size_{field}": int(n) for field, n in sizes.items()}}
 
 
 class QueueFacts(NamedTuple):
@@ -45,7 +83,7 @@ class Monitor:
         if kind is None:
             raw = self.redis.hget(self.keys.custom_states, state) or self.redis.type(self.keys.state(state))
             kind = raw.decode() if isinstance(raw, bytes) else str(raw)  # TYPE: a store from before the registry
-        return kind if kind in ("list", "zset", "queue", "schedule", "processing") else None
+        return kind if kind in INDEX_KINDS else None
 
     def job_ids_in_state(self, state: str, offset: int, limit: int, queue: str | None = None) -> list[str]:
         """A page of a state's index. Enqueued (one queue's list) next to run first;
@@ -64,7 +102,7 @@ class Monitor:
             ids = self.redis.zrange(key, offset, stop)  # type: ignore[assignment]
         elif kind == "list":
             ids = self.redis.lrange(self.keys.state(state), offset, stop)  # type: ignore[assignment]
-        elif kind == "zset":
+        elif kind in ("zset", "failed"):
             ids = self.redis.zrevrange(self.keys.state(state), offset, stop)  # type: ignore[assignment]
         else:
             ids = []  # a state no job has entered
@@ -75,19 +113,82 @@ class Monitor:
         h: dict[bytes, bytes] = self.redis.hgetall(self.keys.custom_states)  # type: ignore[assignment]
         return {k.decode(): v.decode() for k, v in sorted(h.items())}
 
-    def summaries(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """One row per job (function, state, queue, created, error, retries), in one trip;
-        a job that expired since its index was read has no function and no state."""
+    def failed_ids(self, offset: int, limit: int, *, function: str | None = None,
+                   exception: str | None = None) -> list[tuple[str, int]]:
+        """A page of Failed jobs, newest failure first, as (id, failed at ms): all of them,
+        or those of one function, or of one exception type (the failure indexes: any
+        depth, one command). Pass at most one of `function` and `exception`."""
+        if function and exception:
+            raise ConfigError("failed jobs are listed by function or by exception type, not both at once")
+        if function:
+            key = self.keys.failed_by_function(function)
+        elif exception:
+            key = self.keys.failed_by_exception(exception)
+        else:
+            key = self.keys.state("Failed")
+        found: list[tuple[bytes, float]] = self.redis.zrevrange(  # type: ignore[assignment]
+            key, offset, offset + limit - 1, withscores=True)
+        return [(i.decode(), int(score)) for i, score in found]
+
+    def failure_groups(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Failed jobs per function and per exception type, largest first, in one trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.failed_functions)
+        pipe.hgetall(self.keys.failed_exceptions)
+        functions, exceptions = pipe.execute()
+
+        def ranked(h: dict[bytes, bytes]) -> dict[str, int]:
+            counted = ((k.decode(errors="replace"), int(v)) for k, v in h.items())
+            return dict(sorted(((k, n) for k, n in counted if n > 0), key=lambda kv: (-kv[1], kv[0])))
+
+        return ranked(functions), ranked(exceptions)
+
+    def retry_ids(self, offset: int, limit: int) -> list[tuple[str, int]]:
+        """A page of the jobs waiting for a retry, soonest first, as (id, due ms)."""
+        found: list[tuple[bytes, float]] = self.redis.zrange(  # type: ignore[assignment]
+            self.keys.retries, offset, offset + limit - 1, withscores=True)
+        return [(i.decode(), int(score)) for i, score in found]
+
+    def indexes_built(self) -> dict[str, bool]:
+        """Whether each index a store written by an older version may lack is complete
+        (keys.DERIVED_INDEXES; Storage.backfill builds them)."""
+        raw = self.redis.hmget(self.keys.index_builds, list(DERIVED_INDEXES))
+        return {name: v == b"done" for name, v in zip(DERIVED_INDEXES, raw, strict=True)}  # type: ignore[arg-type]
+
+    def summaries(self, ids: Sequence[str], *, sizes: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """One row per job, in one trip: function, state, queue, created (s), error (the
+        exception type), retries, started (s), lease, progress, parent and parent_kind,
+        batch; `last`, its last history entry (None while it is in its first state); and
+        the size in bytes of each field named in `sizes` (`size_<field>`), so a caller
+        reads only values small enough to show. A job that expired since its index was
+        read has no function and no state."""
         pipe = self.redis.pipeline(transaction=False)
         for i in ids:
-            pipe.hmget(self.keys.job(i), "fn", "state", "queue", "created", "error_type", "retries")
-        rows = []
-        for i, values in zip(ids, pipe.execute(), strict=True):
-            fn, state, queue, created, error, retries = (v.decode(errors="replace") if v else None for v in values)
-            rows.append({"id": i, "function": fn, "state": state, "queue": queue,
-                         "created": int(created) / 1000 if created and created.isdigit() else None,
-                         "error": error, "retries": int(retries) if retries and retries.isdigit() else 0})
-        return rows
+            pipe.hmget(self.keys.job(i), *_ROW_FIELDS)
+            pipe.lindex(self.keys.history(i), -1)
+            for field in sizes:
+                pipe.hstrlen(self.keys.job(i), field)
+        replies = pipe.execute()
+        width = 2 + len(sizes)
+        return [_row(i, replies[n * width], replies[n * width + 1], dict(zip(sizes, replies[n * width + 2:(n + 1) * width],
+                                                                           strict=True)))
+                for n, i in enumerate(ids)]
+
+    def functions_and_states(self, ids: Sequence[str]) -> list[tuple[str | None, str | None]]:
+        """Each job's function and state (None for a job that expired), in one trip: the
+        two fields a filter by function reads, for many jobs at once."""
+        pipe = self.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.hmget(self.keys.job(i), "fn", "state")
+        return [(fn.decode(errors="replace") if fn else None, state.decode() if state else None)
+                for fn, state in pipe.execute()]
+
+    def field_values(self, wanted: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """The value of each (job id, field) pair, in one trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id, field in wanted:
+            pipe.hget(self.keys.job(job_id), field)
+        return pipe.execute() if wanted else []  # type: ignore[no-any-return]
 
     def due_times(self, ids: Sequence[str]) -> list[float | None]:
         """When each scheduled job is due (ms), None for those not scheduled."""
@@ -110,8 +211,10 @@ class Monitor:
     # -- counts --------------------------------------------------------------------
 
     def counts(self) -> dict[str, Any]:
-        """Jobs per state (custom states too) and per queue, totals, and the last week's
-        hourly buckets, in two round trips (about 15 commands, whatever the store holds)."""
+        """Jobs per state (custom states too) and per queue, jobs waiting for a retry,
+        totals, the last week's hourly buckets, and whether the indexes an older store
+        lacks are built yet, in two round trips (about 17 commands, whatever the store
+        holds)."""
         k = self.keys
         pipe = self.redis.pipeline(transaction=False)
         pipe.smembers(k.queues)
@@ -135,13 +238,15 @@ class Monitor:
         pipe.zcard(k.servers)
         pipe.zcard(k.recurring)
         pipe.smembers(k.paused)
+        pipe.zcard(k.retries)
+        pipe.hmget(k.index_builds, list(DERIVED_INDEXES))
         r = pipe.execute()
         lengths = dict(zip(queues, r[:len(queues)], strict=True))
         r = r[len(queues):]
         n = len(STATES) - 1
         states = dict(zip(STATES, [sum(lengths.values()), *r[:n]], strict=True))
         states.update(zip(custom, r[n:n + len(custom)], strict=True))
-        totals, hourly, servers, recurring, paused = r[n + len(custom):]
+        totals, hourly, servers, recurring, paused, retries, builds = r[n + len(custom):]
         totals = {name: int(v or 0) for name, v in zip(("succeeded", "failed", "deleted"), totals, strict=True)}
         hourly_ok, hourly_failed = hourly[:len(hours)], hourly[len(hours):]
         kept = {"Succeeded": states["Succeeded"], "Deleted": states["Deleted"]}
@@ -152,7 +257,8 @@ class Monitor:
             "states": states, "kept": kept, "custom_states": list(custom),
             "queues": [{"name": q, "length": n, "paused": q.encode() in paused} for q, n in lengths.items()],
             "totals": totals,
-            "servers": servers, "recurring": recurring,
+            "servers": servers, "recurring": recurring, "retries": retries,
+            "indexes_built": {name: v == b"done" for name, v in zip(DERIVED_INDEXES, builds, strict=True)},
             "hourly": {"first_hour": hours[0] * 3600, "succeeded": [int(v or 0) for v in hourly_ok],
                        "failed": [int(v or 0) for v in hourly_failed]},
             "time": time.time(),
@@ -214,6 +320,11 @@ class Monitor:
 
     def batch_members(self, batch_id: str, start: int = 0, stop: int = -1) -> list[str]:
         ids: list[bytes] = self.redis.lrange(self.keys.batch_jobs(batch_id), start, stop)  # type: ignore[assignment]
+        return [i.decode() for i in ids]
+
+    def continuations(self, kind: str, parent_id: str, limit: int = 1000) -> list[str]:
+        """Ids of the jobs awaiting a job or batch ("job" or "batch"), the first `limit`."""
+        ids: list[bytes] = self.redis.lrange(self.keys.continuations(kind, parent_id), 0, limit - 1)  # type: ignore[assignment]
         return [i.decode() for i in ids]
 
     # -- servers and metrics -------------------------------------------------------

@@ -159,6 +159,11 @@ class Storage:
         return wire.decode_bulk(self.scripts.call(
             "bulk", wire.encode_bulk(action, limit, self.retention_s, self.index_cap, offset, *args)))
 
+    def backfill(self, index: str, limit: int = 2000) -> wire.Backfill:
+        """One slice of building an index that a store written by an older version lacks
+        (keys.DERIVED_INDEXES; see backfill.lua): call until it says `built`."""
+        return wire.decode_backfill(self.scripts.call("backfill", wire.encode_backfill(index, limit)))
+
     # -- workers -------------------------------------------------------------------
 
     def fetch(self, request: FetchRequest) -> Fetch:

@@ -298,5 +298,19 @@ def decode_bulk(reply: Sequence[Any]) -> Slice:
     return Slice(int(reply[0]), int(reply[1]), int(reply[2]))
 
 
+def encode_backfill(index: str, limit: int) -> Args:
+    """backfill.lua: index ("retries" or "failed"), limit (jobs looked at)."""
+    return [index, limit]
+
+
+class Backfill(NamedTuple):
+    looked_at: int
+    built: bool  # the index is complete: no call is needed any more
+
+
+def decode_backfill(reply: Sequence[Any]) -> Backfill:
+    return Backfill(int(reply[0]), bool(int(reply[1])))
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value

@@ -139,3 +139,40 @@ def test_the_typed_api_is_checked_by_mypy():
     expected = [i + 1 for i, line in enumerate((ROOT / "tests/typed_usage.py").read_text().splitlines())
                 if "# expect-error" in line]
     assert sorted(int(e.split(":")[1]) for e in errors) == expected, result.stdout
+
+
+def test_two_dashboards_serve_pages_from_the_current_directory_and_share_no_control_socket(server, tmp_path):
+    # Given the installed command (not `python -m`, which puts the current directory on
+    # the path by itself), run from the repository as docs/dashboard.md says, twice
+    command = Path(sys.executable).with_name("taskfire")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HOME=str(tmp_path), TASKFIRE_REDIS_URL=server.url, TASKFIRE_PREFIX="cli-dash:")
+    ports = [free_port(), free_port()]
+    logs = [open(tmp_path / f"dashboard-{n}.log", "wb") for n in range(2)]
+    dashboards = [subprocess.Popen([str(command), "dashboard", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                                    "--pages", "examples.waiting_ack:add_pages"], cwd=ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT) for port, log in zip(ports, logs)]
+    try:
+        for port in ports:
+            wait_for(lambda: dashboard_stats(port) or any(d.poll() is not None for d in dashboards), 30,
+                     "the dashboards to answer")
+            assert all(d.poll() is None for d in dashboards), [(tmp_path / f"dashboard-{n}.log").read_text()
+                                                               for n in range(2)]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/waiting-ack", timeout=5) as r:
+                assert r.status == 200 and "Nothing is waiting for an acknowledgement" in r.read().decode()
+        # Then neither opened gunicorn's control socket, one path per user that the other would take over
+        assert not (tmp_path / ".gunicorn").exists()
+    finally:
+        for d in dashboards:
+            d.send_signal(signal.SIGTERM)
+        for d, log in zip(dashboards, logs):
+            assert d.wait(20) == 0
+            log.close()
+
+
+@pytest.mark.parametrize("command", [["dashboard"], ["up", "--data-dir", "/nonexistent/never-used"]])
+def test_the_dashboard_without_its_libraries_says_how_to_install_them(command):
+    hide = "import sys; sys.modules['humanize'] = None; from taskfire import cli; "
+    r = subprocess.run([sys.executable, "-c", hide + f"sys.exit(cli.main({command!r}))"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "pip install 'taskfire[dashboard]'" in r.stderr and "humanize" in r.stderr, r.stderr

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from taskfire import Cron
-from taskfire.cron import Schedule, from_ms, to_ms, describe
+from taskfire.cron import Schedule, from_ms, to_ms
 from taskfire.recurring import MAX_CATCH_UP, MISFIRE_GRACE_MS
 from taskfire.server.scheduler import plan_run
 
@@ -185,28 +185,3 @@ def test_a_punctual_run_fires_its_own_tick_in_every_mode():
         plan = plan_run(s, mode, due, due + 3)
         assert plan.ticks == [due]
         assert plan.next_ms == due + 60_000
-
-
-@pytest.mark.parametrize("expr, words", [
-    ("0 2 * * *", "Every day at 02:00"),
-    (Cron.monthly(1, 6), "At 06:00 on day 1 of the month"),
-    (Cron.hourly(), "Every hour on the hour"),
-    ("15 * * * *", "Every hour at minute 15"),
-    (Cron.weekly("sunday"), "At 00:00 on Sunday"),
-    ("0 */6 * * *", "Every 6 hours"),
-    (Cron.minute_interval(15), "Every 15 minutes"),
-    (Cron.minutely(), "Every minute"),
-    (Cron.every_second(), "Every second"),
-    ("*/5 * * * * *", "Every 5 seconds"),
-    ("30 9 * * 1-5", "At 09:30 on Monday through Friday"),
-    ("0 8,20 * * *", "Every day at 08:00, 20:00"),
-    ("@weekly", "At 00:00 on Sunday"),
-    ("0 0 1 */3 *", "At 00:00 on day 1 of the month every 3 months"),
-])
-def test_schedules_are_described_in_words(expr, words):
-    assert describe(expr) == words
-
-
-@pytest.mark.parametrize("expr", ["1-5 * * * *", "0 0 L * *", "not a cron", "0 0 * * 9", "5 */2 * * * 1"])
-def test_unusual_schedules_are_not_described_rather_than_described_wrongly(expr):
-    assert describe(expr) is None

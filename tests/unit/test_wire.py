@@ -178,3 +178,9 @@ def test_bulk_puts_the_actions_own_arguments_last():
     a = argv(wire.encode_bulk("requeue", 1000, 60, 50, 0, "Failed", "", "TimeoutError", ""))
     assert a[2:7] == ["requeue", "1000", "60", "50", "0"] and a[7:] == ["Failed", "", "TimeoutError", ""]
     assert wire.decode_bulk([3, 10, 7]) == (3, 10, 7)
+
+
+def test_backfill_names_its_index_and_the_size_of_a_slice():
+    a = argv(wire.encode_backfill("retries", 2000))
+    assert a[2:] == ["retries", "2000"]  # backfill.lua: ARGV[2] index, ARGV[3] limit
+    assert wire.decode_backfill([70, 0]) == (70, False) and wire.decode_backfill([3, 1]).built

@@ -15,8 +15,9 @@
 -- Each index kind: how a job enters it and leaves it. enter(id, jk, state, now, opts)
 -- writes the record's state with opts.fields (field/value pairs) in one HSET;
 -- leave(id, jk, state, opts) undoes the rest and says whether the state was final.
---   opts: queue, front (bool) for Enqueued; due (ms) for Scheduled; token, lease (ms),
---   fetches for Processing; retention (s) and cap (index length) for final states;
+--   opts: queue, front (bool) for Enqueued; due (ms) and retry (true: it replaces a
+--   failure, so it is listed in `retries` too) for Scheduled; token, lease (ms), fetches
+--   for Processing; retention (s) and cap (index length) for final states;
 --   cancel, logged, history: what the caller read of the record (nil: not read)
 local INDEX = {}
 
@@ -35,6 +36,7 @@ INDEX.schedule = {
     redis.call('HSET', jk, 'state', state, unpack(opts.fields or NO_FIELDS))
     local head = redis.call('ZRANGE', K.schedule, 0, 0, 'WITHSCORES')
     redis.call('ZADD', K.schedule, opts.due, id)
+    if opts.retry then redis.call('ZADD', K.retries, opts.due, id) end
     -- Idle workers sleep until the earliest due time; an earlier one must wake them.
     if head[2] == nil or opts.due < tonumber(head[2]) then
       wake(redis.call('HGET', jk, 'queue'))
@@ -42,6 +44,7 @@ INDEX.schedule = {
   end,
   leave = function(id)
     redis.call('ZREM', K.schedule, id)
+    redis.call('ZREM', K.retries, id)
     return false
   end,
 }
@@ -103,6 +106,44 @@ INDEX.zset = {
   end,
   leave = function(id, jk, state)
     redis.call('ZREM', K.state(state), id)
+    return false
+  end,
+}
+
+-- Failed: a sorted set by the time the job failed, as INDEX.zset, and the job in its
+-- function's and its exception type's sets too (with their sizes), so that failures are
+-- found by function or exception at any depth. Only failures pay for it; the fields it
+-- reads are written by then (error_type comes with the failure's fields).
+local function index_failure(id, jk, at)
+  local fn, error_type = unpack(redis.call('HMGET', jk, 'fn', 'error_type'))
+  if fn and redis.call('ZADD', K.failed_by_function(fn), at, id) == 1 then
+    redis.call('HINCRBY', K.failed_functions, fn, 1)
+  end
+  if error_type and error_type ~= '' and redis.call('ZADD', K.failed_by_exception(error_type), at, id) == 1 then
+    redis.call('HINCRBY', K.failed_exceptions, error_type, 1)
+  end
+end
+
+local function unindex_failure(id, jk)
+  local fn, error_type = unpack(redis.call('HMGET', jk, 'fn', 'error_type'))
+  for _, by in ipairs({ { fn, K.failed_by_function, K.failed_functions },
+                        { error_type, K.failed_by_exception, K.failed_exceptions } }) do
+    local name = by[1]
+    if name and name ~= '' and redis.call('ZREM', by[2](name), id) == 1
+        and redis.call('HINCRBY', by[3], name, -1) <= 0 then
+      redis.call('HDEL', by[3], name)
+    end
+  end
+end
+
+INDEX.failed = {
+  enter = function(id, jk, state, now, opts)
+    INDEX.zset.enter(id, jk, state, now, opts)
+    index_failure(id, jk, now)
+  end,
+  leave = function(id, jk, state)
+    redis.call('ZREM', K.state(state), id)
+    unindex_failure(id, jk)
     return false
   end,
 }
@@ -253,7 +294,12 @@ local function record_history(id, jk, old, state, now, entries, opts)
     values[#values + 1] = entries[i + 1]
     -- A replaced candidate is history, not an outcome: only a failure (which a retry
     -- replaced) counts, so a run elected from Succeeded to WaitingAck is not counted twice.
-    if i == n - 1 or entries[i] == 'Failed' then count(entries[i], now) end
+    if i == n - 1 then
+      count(entries[i], now)
+    elseif entries[i] == 'Failed' then
+      count('Failed', now)
+      opts.retry = true  -- what replaced the failure is a retry (listed in `retries` if Scheduled)
+    end
   end
   redis.call('RPUSH', K.history(id), unpack(values))
   if mode ~= '1' then

@@ -5,10 +5,11 @@
 --       6 offset into the state's index (requeue/delete; the others pop from their queue),
 --       then per action:
 --   'requeue' | 'delete'  7 state, 8 function ("" any), 9 exception type ("" any),
---                         10 queue ("" any)
+--                         10 queue ("" any), 11 "retries" to walk the `retries` index
+--                         (Scheduled jobs waiting for a retry) instead of the state's
 --   'move'                7 from queue, 8 to queue
 --   'purge'               7 queue
--- Keys  job:<id>(:history), queue:<q>(:wake), schedule, processing, state:<name>, stats
+-- Keys  job:<id>(:history), queue:<q>(:wake), schedule, retries, processing, state:<name>, stats
 -- Returns {jobs changed, jobs looked at, next offset (requeue/delete)}; looked at = 0
 -- means the action is done.
 
@@ -50,6 +51,7 @@ local state, offset = ARGV[7], tonumber(ARGV[6])
 local fn_filter, exc_filter, queue_filter = ARGV[8], ARGV[9], ARGV[10]
 local kind = stored_index_kind(state)
 local index, sorted = index_key(state, kind), kind ~= 'list'  -- (Enqueued is refused in Python)
+if ARGV[11] == 'retries' then index = K.retries end  -- (its state is Scheduled: checked in Python)
 local ids
 if sorted then
   ids = redis.call('ZRANGE', index, offset, offset + limit - 1)
