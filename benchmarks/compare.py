@@ -28,7 +28,6 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +35,17 @@ import redis
 
 from taskfire.embedded import EmbeddedServer
 
-from . import body, env2
+from . import body
+from .compare_report import (
+    BUSY_THREADS,
+    METRIC,
+    Results,
+    chart,
+    markdown,
+)
 from .peer_jobs.common import DONE, LATE, LATENCY
-from .peers import PEERS, DriverPeer, Peer
+from .peers import PEERS, Peer
+from .workers import Workers, stop_group, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,80 +53,6 @@ WORKLOADS = ("enqueue", "bulk", "process", "latency", "memory", "scheduled", "pr
 LATENCY_SAMPLES = 200
 LATENCY_BUDGET_S = 30.0  # a polling worker (arq: 0.5 s) gets fewer samples
 SCHEDULED_JOBS = 50
-BUSY_THREADS = 16  # workload 9: threads (or coroutines) per worker process
-STOP_GRACE_S = 10.0
-KILL_GRACE_S = 3.0  # for workers known to ignore SIGTERM (Peer.killed_on_stop)
-
-
-# -- metrics and how they print ------------------------------------------------------
-
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    title: str
-    unit: str
-    fmt: str
-    higher_is_better: bool
-
-
-METRICS = [
-    Metric("enqueue", "1. enqueue, one call per job", "jobs/s", "{:,.0f}", True),
-    Metric("bulk", "2. enqueue, bulk API", "jobs/s", "{:,.0f}", True),
-    Metric("process", "3. processing, 2 worker processes", "jobs/s", "{:,.0f}", True),
-    Metric("latency_p50", "4. idle pickup latency p50", "ms", "{:,.2f}", False),
-    Metric("latency_p99", "4. idle pickup latency p99", "ms", "{:,.2f}", False),
-    Metric("memory", "5. Redis memory per enqueued job", "bytes", "{:,.0f}", False),
-    Metric("late_p50", "6. scheduled-job lateness p50", "ms", "{:,.1f}", False),
-    Metric("late_p99", "6. scheduled-job lateness p99", "ms", "{:,.1f}", False),
-    Metric("process_1ms", "7. processing 1 ms jobs, 2 worker processes", "jobs/s", "{:,.0f}", True),
-    Metric("cost_commands", "8. Redis commands per job (top level)", "cmds", "{:,.1f}", False),
-    Metric("cost_script_calls", "8. Redis calls inside scripts per job", "calls", "{:,.1f}", False),
-    Metric("cost_cpu_us", "8. Redis CPU per job", "µs", "{:,.1f}", False),
-    Metric("cost_round_trips", "8. round trips per job", "trips", "{:,.2f}", False),
-    Metric("cost_process_cpu_us", "8. Redis CPU per processed job, gross", "µs", "{:,.1f}", False),
-    Metric("cost_process_cpu_net_us", "8. Redis CPU per processed job, net of the job body", "µs", "{:,.1f}", False),
-    Metric("busy_process_cpu_us", "9. Redis CPU per processed 1 ms job, 16 threads, gross", "µs", "{:,.1f}", False),
-    Metric("busy_process_cpu_net_us", "9. Redis CPU per processed 1 ms job, 16 threads, net of the job body", "µs",
-           "{:,.1f}", False),
-]
-METRIC = {m.key: m for m in METRICS}
-#: the finer per-job cost figures, split by phase (only in the second table and the JSON)
-COST_DETAIL = [
-    ("cost_enqueue_commands", "commands, enqueue (one call per job)", "{:,.1f}"),
-    ("cost_process_commands", "commands, processing", "{:,.1f}"),
-    ("cost_enqueue_script_calls", "calls inside scripts, enqueue", "{:,.1f}"),
-    ("cost_process_script_calls", "calls inside scripts, processing", "{:,.1f}"),
-    ("cost_enqueue_cpu_us", "Redis CPU µs, enqueue", "{:,.1f}"),
-    ("cost_body_cpu_us", "Redis CPU µs, the job body alone (2 processes, 1 INCR per job)", "{:,.1f}"),
-    ("cost_enqueue_round_trips", "round trips, enqueue", "{:,.2f}"),
-    ("cost_process_round_trips", "round trips, processing", "{:,.2f}"),
-    ("cost_evalsha", "EVALSHA/EVAL/FCALL calls (top level)", "{:,.1f}"),
-    ("busy_process_commands", "commands, processing 1 ms jobs, 16 threads (workload 9)", "{:,.1f}"),
-    ("busy_process_script_calls", "calls inside scripts, processing 1 ms jobs, 16 threads", "{:,.1f}"),
-    ("busy_process_round_trips", "round trips, processing 1 ms jobs, 16 threads", "{:,.2f}"),
-    ("busy_body_cpu_us", "Redis CPU µs, the job body alone (2 processes x 16 threads, INCR + 1 ms)", "{:,.1f}"),
-]
-
-
-@dataclass
-class Results:
-    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # lib -> metric -> reps
-    notes: dict[str, dict[str, str]] = field(default_factory=dict)          # lib -> metric -> note
-    failures: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    not_run: dict[str, str] = field(default_factory=dict)                  # lib -> why
-
-    def add(self, lib: str, key: str, value: float) -> None:
-        self.values.setdefault(lib, {}).setdefault(key, []).append(value)
-
-    def note(self, lib: str, key: str, text: str) -> None:
-        self.notes.setdefault(lib, {})[key] = text
-
-
-class Timeout(Exception):
-    pass
-
-
 # -- the server, the proxies, the monitoring client ---------------------------------
 
 class Monitor:
@@ -193,115 +126,6 @@ class ProxyProcess:
 
     def stop(self) -> None:
         stop_group(self.process, grace=5)
-
-
-# -- worker processes ---------------------------------------------------------------
-
-def stop_group(process: subprocess.Popen[Any], grace: float = 10.0, signalled: bool = False) -> bool:
-    """SIGTERM to the process group (unless `signalled` already), then SIGKILL to whatever
-    is left of it after `grace` seconds. Returns False if it had to kill."""
-    pgid = process.pid
-    if not signalled:
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace
-    stopped = True
-    while True:
-        process.poll()
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            break
-        if time.monotonic() > deadline:
-            stopped = False
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            break
-        time.sleep(0.05)
-    try:
-        process.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
-    return stopped
-
-
-class Workers:
-    """A library's worker commands, each in its own session, output in a log file;
-    `concurrency`: jobs each process runs at once (None: the library's configuration
-    that Peer.workers_note states)."""
-
-    def __init__(self, peer: Peer, log_dir: Path, label: str, warnings: list[str] | None = None,
-                 concurrency: int | None = None) -> None:
-        self.peer = peer
-        self.label = label
-        self.warnings = warnings
-        self.concurrency = concurrency
-        self.log = log_dir / f"{peer.name}-{label}.log"
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.killed = False  # some process ignored SIGTERM for 10 s
-
-    def __enter__(self) -> Workers:  # noqa: PYI034
-        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               "PYTHONUNBUFFERED": "1", **self.peer.worker_env()}
-        if self.concurrency:
-            env["BENCH_CONCURRENCY"] = str(self.concurrency)
-        with open(self.log, "ab") as out:
-            try:
-                for argv in self.peer.worker_commands(self.concurrency):
-                    out.write(f"$ {' '.join(argv)}\n".encode())
-                    out.flush()
-                    self.processes.append(subprocess.Popen(
-                        argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                        start_new_session=True))
-            except BaseException:
-                self.stop()
-                raise
-        return self
-
-    def check(self) -> None:
-        for p in self.processes:
-            if p.poll() is not None:
-                raise RuntimeError(f"a {self.peer.name} worker exited with code {p.returncode}; see {self.log}")
-
-    def stop(self) -> None:
-        t0 = time.monotonic()
-        for p in self.processes:  # all at once, then wait for each
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        expected = self.peer.killed_on_stop  # a known behaviour, stated in the notes: no warning
-        grace = KILL_GRACE_S if expected else STOP_GRACE_S
-        for p in self.processes:
-            if not stop_group(p, grace=grace, signalled=True):
-                self.killed = True
-                if self.warnings is not None and not expected:
-                    self.warnings.append(f"{self.peer.name} {self.label}: a worker did not stop within {grace:.0f} s "
-                                         f"of SIGTERM and was killed (see {self.log.name})")
-                with open(self.log, "ab") as out:
-                    out.write(f"[harness] pid {p.pid} did not stop within {grace:.0f} s of SIGTERM: killed\n".encode())
-        if os.environ.get("BENCH_DEBUG"):
-            print(f"    ({self.peer.name} workers stopped in {time.monotonic() - t0:.1f} s)", file=sys.stderr)
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, workers: Workers | None = None,
-               poll: float = 0.005) -> None:
-    deadline = time.monotonic() + timeout
-    checks = 0
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise Timeout(f"timed out after {timeout:.0f} s waiting for {what}")
-        checks += 1
-        if workers is not None and checks % 50 == 0:
-            workers.check()
-        time.sleep(poll)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -444,7 +268,7 @@ class Harness:
         finally:
             peer.close()
 
-    def cost(self, lib: str, mon: Monitor, busy: bool) -> None:
+    def cost(self, lib: str, mon: Monitor, busy: bool = False) -> None:
         """Per-job Redis cost through the counting proxy: one-call enqueues, then processing,
         then the job body alone (to subtract from the processing). busy (workload 9): 1 ms
         jobs with BUSY_THREADS threads per worker process; else (workload 8) INCR-only jobs
@@ -582,119 +406,6 @@ class Harness:
             finally:
                 mon.close()
 
-
-# -- reporting ----------------------------------------------------------------------
-
-def cell(values: list[float] | None, fmt: str, note: str = "") -> str:
-    if not values:
-        return f"n/a ({note})" if note else "n/a"
-    text = fmt.format(statistics.median(values))
-    if len(values) > 1:
-        text += f" ({fmt.format(min(values))}–{fmt.format(max(values))})"
-    return text
-
-
-def markdown(results: Results, libs: list[str], args: argparse.Namespace, server: str, when: str) -> str:
-    present = [m for m in METRICS if any(results.values.get(lib, {}).get(m.key) for lib in libs)
-               or any(m.key in results.notes.get(lib, {}) for lib in libs)]
-    where = " (through the proxy)" if args.latency_ms else " (loopback)"
-    lines = [
-        (f"Run: {when}, {server}, --jobs {args.jobs:,}, --reps {args.reps}, "
-         f"latency {args.latency_ms:g} ms each way{where}, {os.cpu_count()} CPUs. "
-         f"Median of the repetitions (min–max)."),
-        "",
-        "| workload | unit | " + " | ".join(libs) + " |",
-        "|---|---|" + "---:|" * len(libs),
-    ]
-    for m in present:
-        cells = [cell(results.values.get(lib, {}).get(m.key), m.fmt, results.notes.get(lib, {}).get(m.key, ""))
-                 for lib in libs]
-        lines.append(f"| {m.title} | {m.unit} | " + " | ".join(cells) + " |")
-    if any(results.values.get(lib, {}).get(key) for lib in libs for key, _, _ in COST_DETAIL):
-        lines += ["", "Per-job Redis cost by phase (workloads 8 and 9):", "",
-                  "| per job | " + " | ".join(libs) + " |", "|---|" + "---:|" * len(libs)]
-        for key, title, fmt in COST_DETAIL:
-            if not any(results.values.get(lib, {}).get(key) for lib in libs):
-                continue
-            lines.append(f"| {title} | " + " | ".join(cell(results.values.get(lib, {}).get(key), fmt)
-                                                    for lib in libs) + " |")
-    lines += ["", "Notes:"]
-    for lib in libs:
-        cls = PEERS[lib]
-        notes = results.notes.get(lib, {})
-        parts = [f"workers: {cls.workers_note}"]
-        parts.append(f"bulk: {cls.bulk}" if cls.bulk else "bulk: no bulk API")
-        for key in ("enqueue", "process", "process_1ms", "latency", "cost", "cost_1ms_16"):
-            k = {"cost": "cost_commands", "latency": "latency_p50", "cost_1ms_16": "busy_process_cpu_us"}.get(key, key)
-            if k in notes:
-                parts.append(f"{key}: {notes[k]}")
-        if cls.no_schedule:
-            parts.append(f"scheduled: not run ({cls.no_schedule})")
-        if cls.killed_on_stop:
-            parts.append(f"stopping: killed {KILL_GRACE_S:.0f} s after SIGTERM, once its jobs are done and measured: "
-                         f"{cls.killed_on_stop}")
-        lines.append(f"- **{lib}**: " + "; ".join(parts) + ".")
-    lines.append("- Memory is measured after workload 1's one-call enqueues (no worker running). "
-                 "Cost: commands exclude the harness's own; each job's body is 1 INCR. Net of the job body: "
-                 "gross minus the Redis CPU per job of the body alone, measured right after the library's run "
-                 "by `benchmarks.body` through the same proxy: as many unpipelined INCRs from 2 processes "
-                 f"(in workload 9 from {BUSY_THREADS} threads each, 1 ms sleep after each INCR; 1 thread for a "
-                 "library without threads).")
-    second = [lib for lib in libs if issubclass(PEERS[lib], DriverPeer) and lib not in results.not_run]
-    if second and env2.versions():
-        lines.append(f"- Second environment ({env2.VENV.name}, benchmarks/constraints-bench2.txt): "
-                     + ", ".join(f"{k} {v}" for k, v in env2.versions().items()) + ".")
-    if results.not_run:
-        lines += ["", "Not run:"] + [f"- {lib}: {why}" for lib, why in results.not_run.items()]
-    if results.failures:
-        lines += ["", "Failures:"] + [f"- {f}" for f in results.failures]
-    if results.warnings:
-        lines += ["", "Warnings:"] + [f"- {w}" for w in results.warnings]
-    return "\n".join(lines) + "\n"
-
-
-def chart(results: Results, libs: list[str], path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    present = [m for m in METRICS if any(results.values.get(lib, {}).get(m.key) for lib in libs)]
-    if not present:
-        return
-    cols = 3
-    rows = math.ceil(len(present) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, m in zip(axes.flat, present):
-        names, medians, low, high, cols_ = [], [], [], [], []
-        for i, lib in enumerate(libs):
-            vals = results.values.get(lib, {}).get(m.key)
-            if not vals:
-                continue
-            med = statistics.median(vals)
-            names.append(lib)
-            medians.append(med)
-            low.append(med - min(vals))
-            high.append(max(vals) - med)
-            cols_.append(colors[i % len(colors)])
-        bars = ax.bar(names, medians, yerr=[low, high], capsize=3, color=cols_)
-        for bar, med in zip(bars, medians):
-            ax.annotate(m.fmt.format(med), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
-        better = "higher" if m.higher_is_better else "lower"
-        ax.set_title(f"{m.title}\n({m.unit}, {better} is better)", fontsize=9)
-        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-        ax.tick_params(axis="y", labelsize=8)
-        ax.margins(y=0.15)
-        if min(medians) > 0 and max(medians) / min(medians) > 100:
-            ax.set_yscale("log")
-            ax.set_title(f"{m.title}\n({m.unit}, log scale, {better} is better)", fontsize=9)
-    for ax in list(axes.flat)[len(present):]:
-        ax.axis("off")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # -- main -----------------------------------------------------------------------------

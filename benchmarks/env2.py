@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("BENCH_ENV2") or ROOT / ".venv-bench2")
 CONSTRAINTS = ROOT / "benchmarks" / "constraints-bench2.txt"
-BUILD_COMMAND = "python -m benchmarks.env2"
+BUILD_COMMAND = (f"BENCH_ENV2={VENV} " if os.environ.get("BENCH_ENV2") else "") + "python -m benchmarks.env2"
 
 #: what each library of this environment needs installed (hiredis: redis-py's reply
 #: parser, as in the main environment, where taskfire depends on it)
