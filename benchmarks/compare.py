@@ -1,5 +1,5 @@
-"""taskfire against RQ, Dramatiq, Celery, arq, Huey and SAQ: the same workloads, the same
-throwaway Redis, the same run.
+"""taskfire against RQ, Dramatiq, Celery, arq, Huey, SAQ, taskiq, BullMQ and streaq: the
+same workloads, the same throwaway Redis, the same run.
 
     python -m benchmarks.compare [--jobs 20000] [--reps 3] [--libs taskfire,rq,...]
                                  [--workloads enqueue,bulk,...] [--latency-ms 0] [--out DIR]
@@ -7,7 +7,9 @@ throwaway Redis, the same run.
 Starts its own redis-server (Debian's binary) on a free port, runs repetition 1 of every
 library, then repetition 2 of every library, ..., prints a Markdown table of medians with
 their min-max spread, and writes the table (.md), the raw figures (.json) and a bar chart
-(.png) to --out. See benchmarks/README.md for what each workload measures.
+(.png) to --out. See benchmarks/README.md for what each workload measures. taskiq, BullMQ
+and streaq run from a second environment (`python -m benchmarks.env2` builds it); this
+process never imports them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,76 +35,24 @@ import redis
 
 from taskfire.embedded import EmbeddedServer
 
+from . import body
+from .compare_report import (
+    BUSY_THREADS,
+    METRIC,
+    Results,
+    chart,
+    markdown,
+)
 from .peer_jobs.common import DONE, LATE, LATENCY
 from .peers import PEERS, Peer
+from .workers import Workers, stop_group, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
-WORKLOADS = ("enqueue", "bulk", "process", "latency", "memory", "scheduled", "process_1ms", "cost")
+WORKLOADS = ("enqueue", "bulk", "process", "latency", "memory", "scheduled", "process_1ms", "cost", "cost_1ms_16")
 LATENCY_SAMPLES = 200
 LATENCY_BUDGET_S = 30.0  # a polling worker (arq: 0.5 s) gets fewer samples
 SCHEDULED_JOBS = 50
-
-
-# -- metrics and how they print ------------------------------------------------------
-
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    title: str
-    unit: str
-    fmt: str
-    higher_is_better: bool
-
-
-METRICS = [
-    Metric("enqueue", "1. enqueue, one call per job", "jobs/s", "{:,.0f}", True),
-    Metric("bulk", "2. enqueue, bulk API", "jobs/s", "{:,.0f}", True),
-    Metric("process", "3. processing, 2 worker processes", "jobs/s", "{:,.0f}", True),
-    Metric("latency_p50", "4. idle pickup latency p50", "ms", "{:,.2f}", False),
-    Metric("latency_p99", "4. idle pickup latency p99", "ms", "{:,.2f}", False),
-    Metric("memory", "5. Redis memory per enqueued job", "bytes", "{:,.0f}", False),
-    Metric("late_p50", "6. scheduled-job lateness p50", "ms", "{:,.1f}", False),
-    Metric("late_p99", "6. scheduled-job lateness p99", "ms", "{:,.1f}", False),
-    Metric("process_1ms", "7. processing 1 ms jobs, 2 worker processes", "jobs/s", "{:,.0f}", True),
-    Metric("cost_commands", "8. Redis commands per job (top level)", "cmds", "{:,.1f}", False),
-    Metric("cost_script_calls", "8. Redis calls inside scripts per job", "calls", "{:,.1f}", False),
-    Metric("cost_cpu_us", "8. Redis CPU per job", "µs", "{:,.1f}", False),
-    Metric("cost_round_trips", "8. round trips per job", "trips", "{:,.2f}", False),
-]
-METRIC = {m.key: m for m in METRICS}
-#: the finer per-job cost figures, split by phase (only in the second table and the JSON)
-COST_DETAIL = [
-    ("cost_enqueue_commands", "commands, enqueue (one call per job)", "{:,.1f}"),
-    ("cost_process_commands", "commands, processing", "{:,.1f}"),
-    ("cost_enqueue_script_calls", "calls inside scripts, enqueue", "{:,.1f}"),
-    ("cost_process_script_calls", "calls inside scripts, processing", "{:,.1f}"),
-    ("cost_enqueue_cpu_us", "Redis CPU µs, enqueue", "{:,.1f}"),
-    ("cost_process_cpu_us", "Redis CPU µs, processing", "{:,.1f}"),
-    ("cost_enqueue_round_trips", "round trips, enqueue", "{:,.2f}"),
-    ("cost_process_round_trips", "round trips, processing", "{:,.2f}"),
-    ("cost_evalsha", "EVALSHA/EVAL/FCALL calls (top level)", "{:,.1f}"),
-]
-
-
-@dataclass
-class Results:
-    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # lib -> metric -> reps
-    notes: dict[str, dict[str, str]] = field(default_factory=dict)          # lib -> metric -> note
-    failures: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def add(self, lib: str, key: str, value: float) -> None:
-        self.values.setdefault(lib, {}).setdefault(key, []).append(value)
-
-    def note(self, lib: str, key: str, text: str) -> None:
-        self.notes.setdefault(lib, {})[key] = text
-
-
-class Timeout(Exception):
-    pass
-
-
 # -- the server, the proxies, the monitoring client ---------------------------------
 
 class Monitor:
@@ -179,110 +128,21 @@ class ProxyProcess:
         stop_group(self.process, grace=5)
 
 
-# -- worker processes ---------------------------------------------------------------
-
-def stop_group(process: subprocess.Popen[Any], grace: float = 10.0, signalled: bool = False) -> bool:
-    """SIGTERM to the process group (unless `signalled` already), then SIGKILL to whatever
-    is left of it after `grace` seconds. Returns False if it had to kill."""
-    pgid = process.pid
-    if not signalled:
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace
-    stopped = True
-    while True:
-        process.poll()
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            break
-        if time.monotonic() > deadline:
-            stopped = False
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            break
-        time.sleep(0.05)
-    try:
-        process.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
-    return stopped
-
-
-class Workers:
-    """A library's worker commands, each in its own session, output in a log file."""
-
-    def __init__(self, peer: Peer, log_dir: Path, label: str, warnings: list[str] | None = None) -> None:
-        self.peer = peer
-        self.label = label
-        self.warnings = warnings
-        self.log = log_dir / f"{peer.name}-{label}.log"
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.killed = False  # some process ignored SIGTERM for 10 s
-
-    def __enter__(self) -> Workers:  # noqa: PYI034
-        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                   PYTHONUNBUFFERED="1", **self.peer.worker_env())
-        with open(self.log, "ab") as out:
-            try:
-                for argv in self.peer.worker_commands():
-                    out.write(f"$ {' '.join(argv)}\n".encode())
-                    out.flush()
-                    self.processes.append(subprocess.Popen(
-                        argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                        start_new_session=True))
-            except BaseException:
-                self.stop()
-                raise
-        return self
-
-    def check(self) -> None:
-        for p in self.processes:
-            if p.poll() is not None:
-                raise RuntimeError(f"a {self.peer.name} worker exited with code {p.returncode}; see {self.log}")
-
-    def stop(self) -> None:
-        t0 = time.monotonic()
-        for p in self.processes:  # all at once, then wait for each
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for p in self.processes:
-            if not stop_group(p, grace=10, signalled=True):
-                self.killed = True
-                if self.warnings is not None:
-                    self.warnings.append(f"{self.peer.name} {self.label}: a worker did not stop within 10 s "
-                                         f"of SIGTERM and was killed (see {self.log.name})")
-                with open(self.log, "ab") as out:
-                    out.write(f"[harness] pid {p.pid} did not stop within 10 s of SIGTERM: killed\n".encode())
-        if os.environ.get("BENCH_DEBUG"):
-            print(f"    ({self.peer.name} workers stopped in {time.monotonic() - t0:.1f} s)", file=sys.stderr)
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, workers: Workers | None = None,
-               poll: float = 0.005) -> None:
-    deadline = time.monotonic() + timeout
-    checks = 0
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise Timeout(f"timed out after {timeout:.0f} s waiting for {what}")
-        checks += 1
-        if workers is not None and checks % 50 == 0:
-            workers.check()
-        time.sleep(poll)
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(len(ordered) * q) - 1)]
+
+
+def phase(pa: dict[str, Any], pb: dict[str, Any], sa: dict[str, Any], sb: dict[str, Any], n: int
+          ) -> tuple[float, float, float, float, float]:
+    """Per job between two (proxy stats, INFO snapshot) pairs: top-level commands, calls
+    inside scripts, Redis CPU µs, round trips, top-level script calls."""
+    top = pb["commands"] - pa["commands"]
+    total = (sb["calls"] - sa["calls"]) - (sb["harness_calls"] - sa["harness_calls"])
+    scripts = sum(pb["by_command"].get(c, 0) - pa["by_command"].get(c, 0)
+                  for c in ("evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "fcall_ro"))
+    return (top / n, max(0, total - top) / n, (sb["cpu"] - sa["cpu"]) * 1e6 / n,
+            (pb["round_trips"] - pa["round_trips"]) / n, scripts / n)
 
 
 # -- the harness --------------------------------------------------------------------
@@ -408,59 +268,109 @@ class Harness:
         finally:
             peer.close()
 
-    def cost(self, lib: str, mon: Monitor) -> None:
-        """Per-job Redis cost: one-call enqueues then processing, through the counting proxy."""
+    def cost(self, lib: str, mon: Monitor, busy: bool = False) -> None:
+        """Per-job Redis cost through the counting proxy: one-call enqueues, then processing,
+        then the job body alone (to subtract from the processing). busy (workload 9): 1 ms
+        jobs with BUSY_THREADS threads per worker process; else (workload 8) INCR-only jobs
+        with each library's own configuration."""
         assert self.count_proxy is not None
         cls = PEERS[lib]
         n = min(self.args.jobs, cls.cost_cap)
+        kind, concurrency, label = ("incr_sleep", BUSY_THREADS, "cost_1ms_16") if busy else ("incr", None, "cost")
+        url = self.url(lib, self.count_proxy.port)
         mon.flush()
-        peer = cls(self.url(lib, self.count_proxy.port))
+        peer = cls(url)
         done_key = cls.prefix + DONE
         try:
-            peer.enqueue_each("incr", 1)  # connections, script loads
+            peer.enqueue_each(kind, 1)  # connections, script loads
             p0, s0 = self.count_proxy.stats(), mon.snapshot()
-            peer.enqueue_each("incr", n)
+            peer.enqueue_each(kind, n)
             p1, s1 = self.count_proxy.stats(), mon.snapshot()
-            with Workers(peer, self.log_dir, "cost", self.results.warnings) as workers:
+            with Workers(peer, self.log_dir, label, self.results.warnings, concurrency) as workers:
                 wait_until(lambda: mon.count(done_key) >= n + 1, 120 + n * 0.02, f"{lib}'s {n:,} jobs",
                            workers, poll=0.01)
                 p2, s2 = self.count_proxy.stats(), mon.snapshot()
         finally:
             peer.close()
-
-        def phase(pa: dict[str, Any], pb: dict[str, Any], sa: dict[str, Any], sb: dict[str, Any], n: int
-                  ) -> tuple[float, float, float, float, float]:
-            top = pb["commands"] - pa["commands"]
-            total = (sb["calls"] - sa["calls"]) - (sb["harness_calls"] - sa["harness_calls"])
-            scripts = sum(pb["by_command"].get(c, 0) - pa["by_command"].get(c, 0)
-                          for c in ("evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "fcall_ro"))
-            return (top / n, max(0, total - top) / n, (sb["cpu"] - sa["cpu"]) * 1e6 / n,
-                    (pb["round_trips"] - pa["round_trips"]) / n, scripts / n)
-
         enq = phase(p0, p1, s0, s1, n)
         proc = phase(p1, p2, s1, s2, n + 1)  # the warm-up job is processed too
+        # the body as the library's workers send it: from 2 processes, over as many threads
+        threads = BUSY_THREADS if busy and not cls.no_concurrency else 1
+        body_us = self.body_cpu(mon, url, n + 1, threads, 1.0 if busy else 0.0)
         note = f"{n:,} jobs"
+        if busy:
+            if cls.no_concurrency:
+                note += f" ({cls.no_concurrency}, as in workload 3)"
+            self.record(lib, "busy_process_cpu_us", proc[2], note)
+            self.record(lib, "busy_process_cpu_net_us", proc[2] - body_us, note)
+            for key, value in (("busy_process_commands", proc[0]), ("busy_process_script_calls", proc[1]),
+                               ("busy_process_round_trips", proc[3]), ("busy_body_cpu_us", body_us)):
+                self.results.add(lib, key, value)
+            return
         self.record(lib, "cost_commands", enq[0] + proc[0], note)
         self.record(lib, "cost_script_calls", enq[1] + proc[1], note)
         self.record(lib, "cost_cpu_us", enq[2] + proc[2], note)
         self.record(lib, "cost_round_trips", enq[3] + proc[3], note)
-        for (key, _, _), value in zip(COST_DETAIL, (enq[0], proc[0], enq[1], proc[1], enq[2], proc[2],
-                                                     enq[3], proc[3], enq[4] + proc[4])):
+        self.record(lib, "cost_process_cpu_us", proc[2], note)
+        self.record(lib, "cost_process_cpu_net_us", proc[2] - body_us, note)
+        for key, value in (("cost_enqueue_commands", enq[0]), ("cost_process_commands", proc[0]),
+                           ("cost_enqueue_script_calls", enq[1]), ("cost_process_script_calls", proc[1]),
+                           ("cost_enqueue_cpu_us", enq[2]), ("cost_body_cpu_us", body_us),
+                           ("cost_enqueue_round_trips", enq[3]), ("cost_process_round_trips", proc[3]),
+                           ("cost_evalsha", enq[4] + proc[4])):
             self.results.add(lib, key, value)
         if os.environ.get("BENCH_DEBUG"):
             top = {c: p2["by_command"].get(c, 0) - p0["by_command"].get(c, 0) for c in p2["by_command"]}
             print(f"    {lib} top-level commands: {top}", file=sys.stderr)
 
+    def body_cpu(self, mon: Monitor, url: str, count: int, threads: int, sleep_ms: float) -> float:
+        """Redis CPU µs per job of the job body alone: `count` unpipelined INCRs from two
+        `benchmarks.body` processes (`threads` threads each, `sleep_ms` after each INCR),
+        through the same proxy as the jobs, waited for with the same polling."""
+        mon("DEL", body.KEY)
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        s0 = mon.snapshot()
+        processes = [subprocess.Popen([sys.executable, "-m", "benchmarks.body", url, str(share), "--threads",
+                                       str(threads), "--sleep-ms", str(sleep_ms)], cwd=ROOT, env=env,
+                                      stdin=subprocess.DEVNULL)
+                     for share in (count - count // 2, count // 2)]
+
+        def done() -> bool:
+            if any(p.poll() not in (None, 0) for p in processes):
+                raise RuntimeError("a benchmarks.body process failed (its error is above)")
+            return mon.count(body.KEY) >= count
+        try:
+            wait_until(done, 60 + count * 0.01, "the job body's INCRs", poll=0.01)
+            s1 = mon.snapshot()
+        finally:
+            for p in processes:
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        return (s1["cpu"] - s0["cpu"]) * 1e6 / count
+
     def record(self, lib: str, key: str, value: float, note: str = "") -> None:
         self.results.add(lib, key, value)
         if note:
             self.results.note(lib, key, note)
-        print(f"    {lib:<9} {METRIC[key].title:<45} {METRIC[key].fmt.format(value):>12} {METRIC[key].unit}",
+        print(f"    {lib:<9} {METRIC[key].title:<68} {METRIC[key].fmt.format(value):>12} {METRIC[key].unit}",
               file=sys.stderr, flush=True)
 
     # -- one library, one repetition ----------------------------------------------
 
     def run_library(self, lib: str, workloads: set[str]) -> None:
+        cls = PEERS[lib]
+        reason = cls.unavailable()
+        if reason:
+            self.results.not_run[lib] = reason
+            print(f"    NOT RUN {lib}: {reason}", file=sys.stderr, flush=True)
+            return
+        if cls.no_schedule and "scheduled" in workloads:
+            self.results.note(lib, "late_p50", "not run")
+            self.results.note(lib, "late_p99", "not run")
+            workloads = workloads - {"scheduled"}
         mon = Monitor(self.port, self.db(lib))
         steps: list[tuple[str, Callable[[], None]]] = []
         if workloads & {"enqueue", "memory"}:
@@ -474,7 +384,9 @@ class Harness:
         if "process_1ms" in workloads:
             steps.append(("process_1ms", lambda: self.process(lib, mon, "incr_sleep", "process_1ms")))
         if "cost" in workloads:
-            steps.append(("cost", lambda: self.cost(lib, mon)))
+            steps.append(("cost", lambda: self.cost(lib, mon, busy=False)))
+        if "cost_1ms_16" in workloads:
+            steps.append(("cost_1ms_16", lambda: self.cost(lib, mon, busy=True)))
         try:
             for name, step in steps:
                 t0 = time.monotonic()
@@ -495,102 +407,6 @@ class Harness:
                 mon.close()
 
 
-# -- reporting ----------------------------------------------------------------------
-
-def cell(values: list[float] | None, fmt: str, note: str = "") -> str:
-    if not values:
-        return f"n/a ({note})" if note else "n/a"
-    text = fmt.format(statistics.median(values))
-    if len(values) > 1:
-        text += f" ({fmt.format(min(values))}–{fmt.format(max(values))})"
-    return text
-
-
-def markdown(results: Results, libs: list[str], args: argparse.Namespace, server: str, when: str) -> str:
-    present = [m for m in METRICS if any(results.values.get(lib, {}).get(m.key) for lib in libs)
-               or any(m.key in results.notes.get(lib, {}) for lib in libs)]
-    where = " (through the proxy)" if args.latency_ms else " (loopback)"
-    lines = [
-        (f"Run: {when}, {server}, --jobs {args.jobs:,}, --reps {args.reps}, "
-         f"latency {args.latency_ms:g} ms each way{where}, {os.cpu_count()} CPUs. "
-         f"Median of the repetitions (min–max)."),
-        "",
-        "| workload | unit | " + " | ".join(libs) + " |",
-        "|---|---|" + "---:|" * len(libs),
-    ]
-    for m in present:
-        cells = [cell(results.values.get(lib, {}).get(m.key), m.fmt, results.notes.get(lib, {}).get(m.key, ""))
-                 for lib in libs]
-        lines.append(f"| {m.title} | {m.unit} | " + " | ".join(cells) + " |")
-    if any(results.values.get(lib, {}).get("cost_commands") for lib in libs):
-        lines += ["", "Per-job Redis cost by phase (workload 8):", "",
-                  "| per job | " + " | ".join(libs) + " |", "|---|" + "---:|" * len(libs)]
-        for key, title, fmt in COST_DETAIL:
-            lines.append(f"| {title} | " + " | ".join(cell(results.values.get(lib, {}).get(key), fmt)
-                                                    for lib in libs) + " |")
-    lines += ["", "Notes:"]
-    for lib in libs:
-        cls = PEERS[lib]
-        notes = results.notes.get(lib, {})
-        parts = [f"workers: {cls.workers_note}"]
-        parts.append(f"bulk: {cls.bulk}" if cls.bulk else "bulk: no bulk API")
-        for key in ("enqueue", "process", "process_1ms", "latency", "cost"):
-            k = {"cost": "cost_commands", "latency": "latency_p50"}.get(key, key)
-            if k in notes:
-                parts.append(f"{key}: {notes[k]}")
-        lines.append(f"- **{lib}**: " + "; ".join(parts) + ".")
-    lines.append("- Memory is measured after workload 1's one-call enqueues (no worker running). "
-                 "Cost: commands exclude the harness's own; each job's body is 1 INCR.")
-    if results.failures:
-        lines += ["", "Failures:"] + [f"- {f}" for f in results.failures]
-    if results.warnings:
-        lines += ["", "Warnings:"] + [f"- {w}" for w in results.warnings]
-    return "\n".join(lines) + "\n"
-
-
-def chart(results: Results, libs: list[str], path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    present = [m for m in METRICS if any(results.values.get(lib, {}).get(m.key) for lib in libs)]
-    if not present:
-        return
-    cols = 3
-    rows = math.ceil(len(present) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, m in zip(axes.flat, present):
-        names, medians, low, high, cols_ = [], [], [], [], []
-        for i, lib in enumerate(libs):
-            vals = results.values.get(lib, {}).get(m.key)
-            if not vals:
-                continue
-            med = statistics.median(vals)
-            names.append(lib)
-            medians.append(med)
-            low.append(med - min(vals))
-            high.append(max(vals) - med)
-            cols_.append(colors[i % len(colors)])
-        bars = ax.bar(names, medians, yerr=[low, high], capsize=3, color=cols_)
-        for bar, med in zip(bars, medians):
-            ax.annotate(m.fmt.format(med), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
-        better = "higher" if m.higher_is_better else "lower"
-        ax.set_title(f"{m.title}\n({m.unit}, {better} is better)", fontsize=9)
-        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-        ax.tick_params(axis="y", labelsize=8)
-        ax.margins(y=0.15)
-        if min(medians) > 0 and max(medians) / min(medians) > 100:
-            ax.set_yscale("log")
-            ax.set_title(f"{m.title}\n({m.unit}, log scale, {better} is better)", fontsize=9)
-    for ax in list(axes.flat)[len(present):]:
-        ax.axis("off")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
 
 # -- main -----------------------------------------------------------------------------
 
@@ -610,7 +426,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3, help="repetitions, interleaved across libraries (default 3)")
     p.add_argument("--libs", default=",".join(PEERS), help=f"comma-separated, default {','.join(PEERS)}")
     p.add_argument("--workloads", default=",".join(WORKLOADS),
-                   help=f"comma-separated names or numbers 1-8, default {','.join(WORKLOADS)}")
+                   help=f"comma-separated names or numbers 1-9, default {','.join(WORKLOADS)}")
     p.add_argument("--latency-ms", type=float, default=0.0,
                    help="route every client and worker through a proxy adding this delay each way (default 0)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="output directory")
@@ -648,7 +464,7 @@ def main() -> None:
     try:
         if args.latency_ms > 0:
             harness.latency_proxy = ProxyProcess(server.port, args.latency_ms, False, args.max_minutes * 60)
-        if "cost" in workloads:
+        if workloads & {"cost", "cost_1ms_16"}:
             harness.count_proxy = ProxyProcess(server.port, args.latency_ms, True, args.max_minutes * 60)
         for rep in range(args.reps):
             for lib in libs:
@@ -669,7 +485,7 @@ def main() -> None:
     base.with_suffix(".md").write_text(table)
     base.with_suffix(".json").write_text(json.dumps({
         "args": vars(args), "server": server_name, "values": results.values, "notes": results.notes,
-        "failures": results.failures, "warnings": results.warnings, "seconds": round(time.monotonic() - started, 1)}, indent=1))
+        "failures": results.failures, "warnings": results.warnings, "not_run": results.not_run, "seconds": round(time.monotonic() - started, 1)}, indent=1))
     chart(results, libs, base.with_suffix(".png"),
           f"taskfire vs peers — {server_name}, {args.jobs:,} jobs, {args.reps} rep(s), "
           f"latency {args.latency_ms:g} ms each way; bars: median, whiskers: min–max")

@@ -4,18 +4,31 @@ its jobs, and how its real worker CLI is started with two processes.
 An adapter is opened on one Redis URL (direct, or through the latency / counting proxy,
 with the library's own logical db) for one workload run, then closed: the harness flushes
 the server between runs, and some clients (Celery's kombu) remember what they declared.
+
+taskiq, BullMQ and streaq live in the second environment (benchmarks/env2.py): their
+adapters here import nothing of theirs; they talk to `benchmarks.driver`, a process of
+that environment, and start their workers with its interpreter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import queue
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
+
+from . import env2
 
 PY = sys.executable
 JOBS = "benchmarks.peer_jobs"
+ROOT = Path(__file__).resolve().parent.parent
 
 #: kinds of bulk job the harness enqueues: INCR, or INCR then sleep 1 ms
 KINDS = ("incr", "incr_sleep")
@@ -36,6 +49,18 @@ class Peer:
     #: most jobs a processing run uses (None: --jobs)
     process_cap: int | None = None
     cost_cap: int = 2000
+    #: None: its workers take `concurrency` (threads or coroutines per process); else why
+    #: they cannot and how they run instead
+    no_concurrency: str | None = None
+    #: None: it runs delayed jobs (workload 6); else why it is not run
+    no_schedule: str | None = None
+    #: None: its workers stop on SIGTERM; else why they are killed 3 s after it
+    killed_on_stop: str | None = None
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why the library cannot run here (None: it can)."""
+        return None
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -65,8 +90,11 @@ class Peer:
         """One job due at epoch `due` that records how late it started."""
         raise NotImplementedError
 
-    def worker_commands(self) -> list[list[str]]:
-        """argv of each worker command to start (together they run 2 processes)."""
+    def worker_commands(self, concurrency: int | None = None) -> list[list[str]]:
+        """argv of each worker command to start (together they run 2 processes), each
+        process running `concurrency` jobs at once (None: as `workers_note` says). The
+        harness also sets BENCH_CONCURRENCY, which the job modules of libraries configured
+        in code read (benchmarks.peer_jobs.common.concurrency)."""
         raise NotImplementedError
 
     def worker_env(self) -> dict[str, str]:
@@ -108,8 +136,9 @@ class TaskfirePeer(Peer):
     def schedule_late(self, due: float) -> None:
         self.tf.schedule(self.jobs.late, due - time.time(), due)
 
-    def worker_commands(self) -> list[list[str]]:
-        return [[PY, "-m", "taskfire", "worker", f"{JOBS}.taskfire_jobs", "--processes", "2", "--threads", "8"]]
+    def worker_commands(self, concurrency: int | None = None) -> list[list[str]]:
+        return [[PY, "-m", "taskfire", "worker", f"{JOBS}.taskfire_jobs", "--processes", "2",
+                 "--threads", str(concurrency or 8)]]
 
     def worker_env(self) -> dict[str, str]:
         return {**super().worker_env(), "TASKFIRE_REDIS_URL": self.url, "TASKFIRE_PREFIX": self.prefix,
@@ -124,6 +153,7 @@ class RQPeer(Peer):
     workers_note = "2 x rq worker (forks a work horse per job), --with-scheduler"
     process_cap = 1000
     cost_cap = 500
+    no_concurrency = "no threads: each of its 2 workers runs one job at a time in a forked work horse"
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -158,7 +188,7 @@ class RQPeer(Peer):
     def schedule_late(self, due: float) -> None:
         self.queue.enqueue_at(utc(due), self.jobs.late, due)
 
-    def worker_commands(self) -> list[list[str]]:
+    def worker_commands(self, concurrency: int | None = None) -> list[list[str]]:
         return [[PY, "-m", "rq.cli", "worker", "--url", self.url, "--quiet", "--with-scheduler",
                  "--name", f"bench-{i}-{time.monotonic_ns()}", "default"] for i in range(2)]
 
@@ -203,8 +233,8 @@ class DramatiqPeer(Peer):
     def schedule_late(self, due: float) -> None:
         self.actors["late"].send_with_options(args=(due,), delay=max(0, int((due - time.time()) * 1000)))
 
-    def worker_commands(self) -> list[list[str]]:
-        return [[PY, "-m", "dramatiq", f"{JOBS}.dramatiq_jobs", "--processes", "2", "--threads", "8"]]
+    def worker_commands(self, concurrency: int | None = None) -> list[list[str]]:
+        return [[PY, "-m", "dramatiq", f"{JOBS}.dramatiq_jobs", "--processes", "2", "--threads", str(concurrency or 8)]]
 
 
 # -- Celery -------------------------------------------------------------------------
@@ -233,8 +263,8 @@ class CeleryPeer(Peer):
     def schedule_late(self, due: float) -> None:
         self.tasks["late"].apply_async(args=(due,), eta=utc(due))
 
-    def worker_commands(self) -> list[list[str]]:
-        return [[PY, "-m", "celery", "-A", f"{JOBS}.celery_jobs", "worker", "-P", "threads", "-c", "8",
+    def worker_commands(self, concurrency: int | None = None) -> list[list[str]]:
+        return [[PY, "-m", "celery", "-A", f"{JOBS}.celery_jobs", "worker", "-P", "threads", "-c", str(concurrency or 8),
                  "--without-mingle", "--without-gossip", "-l", "WARNING", "-n", f"bench{i}@%h"]
                 for i in range(2)]
 
@@ -273,8 +303,9 @@ class HueyPeer(Peer):
     def schedule_late(self, due: float) -> None:
         self.tasks["late"].schedule(args=(due,), delay=max(0.0, due - time.time()))
 
-    def worker_commands(self) -> list[list[str]]:
-        return [[PY, "-m", "huey.bin.huey_consumer", f"{JOBS}.huey_jobs.huey", "-k", "thread", "-w", "8", "-q"]
+    def worker_commands(self, concurrency: int | None = None) -> list[list[str]]:
+        return [[PY, "-m", "huey.bin.huey_consumer", f"{JOBS}.huey_jobs.huey", "-k", "thread", "-w", str(concurrency or 8),
+                 "-q"]
                 for _ in range(2)]
 
 
@@ -326,8 +357,8 @@ class ArqPeer(AsyncPeer):
     def schedule_late(self, due: float) -> None:
         self.run(self.pool.enqueue_job("late", due, _defer_until=utc(due)))
 
-    def worker_commands(self) -> list[list[str]]:
-        return [[PY, "-m", "arq", f"{JOBS}.arq_jobs.WorkerSettings"] for _ in range(2)]
+    def worker_commands(self, concurrency: int | None = None) -> list[list[str]]:
+        return [[PY, "-m", "arq", f"{JOBS}.arq_jobs.WorkerSettings"] for _ in range(2)]  # max_jobs: BENCH_CONCURRENCY
 
 
 class SaqPeer(AsyncPeer):
@@ -355,9 +386,134 @@ class SaqPeer(AsyncPeer):
     def schedule_late(self, due: float) -> None:
         self.run(self.queue.enqueue("late", due=due, scheduled=due))
 
-    def worker_commands(self) -> list[list[str]]:
-        return [[PY, "-m", "saq", f"{JOBS}.saq_jobs.settings", "--workers", "2", "--quiet"]]
+    def worker_commands(self, concurrency: int | None = None) -> list[list[str]]:
+        return [[PY, "-m", "saq", f"{JOBS}.saq_jobs.settings", "--workers", "2", "--quiet"]]  # BENCH_CONCURRENCY
+
+
+# -- the second environment's peers ----------------------------------------------
+
+class DriverPeer(Peer):
+    """A library of the second environment: its enqueue calls are made by a
+    `benchmarks.driver` process of that environment, one command line each."""
+
+    #: seconds the driver gets to answer one command
+    REPLY_TIMEOUT = 900.0
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        return env2.missing(cls.name)
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        reason = self.unavailable()
+        if reason:
+            raise RuntimeError(reason)
+        self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 -- closed by close()
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen([str(env2.python()), "-m", "benchmarks.driver", self.name, url], cwd=ROOT,
+                                        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                        text=True, start_new_session=True)
+        self.replies: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read_replies, daemon=True).start()
+        try:
+            self._expect("ready")
+        except BaseException:
+            self._kill()
+            raise
+
+    def _read_replies(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.replies.put(line.strip())
+        self.replies.put("")  # end of output: the driver exited
+
+    def _expect(self, word: str) -> None:
+        try:
+            reply = self.replies.get(timeout=self.REPLY_TIMEOUT)
+        except queue.Empty:
+            raise RuntimeError(f"{self.name} driver: no answer in {self.REPLY_TIMEOUT:.0f} s") from None
+        if reply != word:
+            raise RuntimeError(f"{self.name} driver: {reply or 'exited: ' + self._stderr_tail()}")
+
+    def _stderr_tail(self) -> str:
+        self.stderr.seek(0)
+        lines = self.stderr.read().decode(errors="replace").strip().splitlines()
+        return " | ".join(lines[-3:]) or "(no output)"
+
+    def call(self, *words: object) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(" ".join(map(str, words)) + "\n")
+        self.process.stdin.flush()
+        self._expect("ok")
+
+    def close(self) -> None:
+        try:
+            if self.process.poll() is None and self.process.stdin is not None:
+                self.process.stdin.write("close\n")
+                self.process.stdin.flush()
+                self.process.wait(30)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        finally:
+            self._kill()
+
+    def _kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.stderr.close()
+
+    def enqueue_each(self, kind: str, count: int) -> None:
+        self.call("each", kind, count)
+
+    def enqueue_bulk(self, kind: str, count: int) -> None:
+        self.call("bulk", kind, count)
+
+    def enqueue_stamp(self) -> None:
+        self.call("stamp")
+
+    def schedule_late(self, due: float) -> None:
+        self.call("late", repr(due))
+
+    def worker_env(self) -> dict[str, str]:
+        return {**super().worker_env(), "PYTHONPATH": str(ROOT)}  # none of the main environment's paths
+
+
+PY2 = str(env2.python())
+
+
+class TaskiqPeer(DriverPeer):
+    name = "taskiq"
+    workers_note = ("taskiq worker --workers 2 with taskiq-redis's RedisStreamBroker (consumer group, XACK after "
+                    "the task ran, its defaults: 100 messages per XREADGROUP, --max-async-tasks 100, ack when saved), "
+                    "--log-level WARNING")
+    no_schedule = "a delayed taskiq task needs a schedule source and a `taskiq scheduler` process besides the workers"
+    killed_on_stop = ("its idle workers ignore SIGTERM, for redis-py 8 swallows the cancellation of their "
+                      "blocking XREADGROUP and taskiq's receiver waits for that read forever")
+
+    def worker_commands(self, concurrency: int | None = None) -> list[list[str]]:
+        return [[PY2, "-m", "taskiq", "worker", f"{JOBS}.taskiq_jobs:broker", "--workers", "2",
+                 "--log-level", "WARNING", *(["--max-async-tasks", str(concurrency)] if concurrency else [])]]
+
+
+class BullmqPeer(DriverPeer):
+    name = "bullmq"
+    bulk = "Queue.addBulk, 1000 per call"
+    workers_note = ("2 x python -m benchmarks.peer_jobs.bullmq_jobs (no worker CLI: one bullmq.Worker each, "
+                    "concurrency 8; its default is 1)")
+
+    def worker_commands(self, concurrency: int | None = None) -> list[list[str]]:
+        return [[PY2, "-m", f"{JOBS}.bullmq_jobs"] for _ in range(2)]  # concurrency: BENCH_CONCURRENCY
+
+
+class StreaqPeer(DriverPeer):
+    name = "streaq"
+    bulk = "Worker.enqueue_many (one pipeline), 1000 per call"
+    workers_note = "streaq run --workers 2 (its default concurrency 16, tasks `silent`: no log line per task)"
+
+    def worker_commands(self, concurrency: int | None = None) -> list[list[str]]:
+        return [[PY2, "-m", "streaq", "run", f"{JOBS}.streaq_jobs:worker", "--workers", "2"]]  # BENCH_CONCURRENCY
 
 
 PEERS: dict[str, type[Peer]] = {p.name: p for p in (
-    TaskfirePeer, RQPeer, DramatiqPeer, CeleryPeer, ArqPeer, HueyPeer, SaqPeer)}
+    TaskfirePeer, RQPeer, DramatiqPeer, CeleryPeer, ArqPeer, HueyPeer, SaqPeer, TaskiqPeer, BullmqPeer, StreaqPeer)}

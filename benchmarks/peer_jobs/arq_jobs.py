@@ -1,6 +1,6 @@
 """arq's benchmark jobs (coroutines; the INCR goes through the worker's own ArqRedis,
 ctx["redis"]). `arq benchmarks.peer_jobs.arq_jobs.WorkerSettings` runs them, with arq's
-defaults (max_jobs=10, poll_delay=0.5 s)."""
+defaults (max_jobs=10, poll_delay=0.5 s); BENCH_CONCURRENCY overrides max_jobs."""
 
 from __future__ import annotations
 
@@ -33,3 +33,4 @@ async def late(ctx: dict[str, Any], due: float) -> None:
 class WorkerSettings:
     functions: ClassVar[list[Any]] = [incr, incr_sleep, stamp, late]
     redis_settings = RedisSettings.from_dsn(common.url())
+    max_jobs = common.concurrency(10)

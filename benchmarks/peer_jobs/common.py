@@ -33,5 +33,11 @@ def client() -> redis.Redis:
     return c
 
 
+def concurrency(default: int) -> int:
+    """Jobs a worker process runs at once: BENCH_CONCURRENCY when the harness sets it (the
+    16-thread workload), else the library's configuration for the other workloads."""
+    return int(os.environ.get("BENCH_CONCURRENCY") or default)
+
+
 def since(t: float) -> str:
     return repr(time.time() - t)

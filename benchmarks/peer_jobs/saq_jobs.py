@@ -1,6 +1,6 @@
 """SAQ's benchmark jobs (coroutines taking keyword arguments; the INCR goes through the
 queue's own Redis client). `saq benchmarks.peer_jobs.saq_jobs.settings --workers 2` runs
-them with SAQ's default concurrency (10 per process)."""
+them with SAQ's default concurrency (10 per process; BENCH_CONCURRENCY overrides it)."""
 
 from __future__ import annotations
 
@@ -36,4 +36,5 @@ async def late(ctx: dict[str, Any], *, due: float) -> None:
 
 def settings() -> dict[str, Any]:
     """Called in each worker process: its own queue (and connection pool)."""
-    return {"queue": Queue.from_url(common.url()), "functions": [incr, incr_sleep, stamp, late]}
+    return {"queue": Queue.from_url(common.url()), "functions": [incr, incr_sleep, stamp, late],
+            "concurrency": common.concurrency(10)}
