@@ -25,13 +25,19 @@ from taskfire.embedded import free_port
 from taskfire.storage import TRANSIENT_ERRORS, FetchRequest
 from taskfire_dashboard import create_app
 from tests import ha_jobs, jobs
-from tests.conftest import ROOT, report, traces, wait_for
+from tests.conftest import ROOT, prerequisite_missing, report, traces, wait_for
 from tests.integration.test_worker import settled
 
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="Sentinel and Cluster tests need Debian's "
-                                                             "redis-server on PATH (apt-get install redis-server)")
+
+
+def require(*tools: tuple[str | None, str]) -> None:
+    """Sentinel and Cluster need Debian's redis-server (and redis-cli to form a cluster)."""
+    for found, name in tools:
+        if found is None:
+            prerequisite_missing(f"the Sentinel and Cluster tests need Debian's {name} on PATH",
+                                 "apt-get install redis-server (it brings redis-cli)")
 
 PASSWORD = "data-secret"          # the primary's and replica's requirepass
 SENTINEL_PASSWORD = "watch-secret"  # the sentinels' own
@@ -176,6 +182,7 @@ class SentinelGroup:
 
 @pytest.fixture
 def sentinel_group(tmp_path: Path) -> Iterator[Callable[[float], SentinelGroup]]:
+    require((REDIS_SERVER, "redis-server"))
     groups: list[SentinelGroup] = []
 
     def start(lag: float) -> SentinelGroup:
@@ -373,8 +380,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if REDIS_CLI is None:
-        pytest.skip("the Cluster tests need redis-cli on PATH to create the cluster")
+    require((REDIS_SERVER, "redis-server"), (REDIS_CLI, "redis-cli"))
     c = Cluster(tmp_path_factory.mktemp("cluster"))
     yield c
     c.kill()
