@@ -192,19 +192,21 @@ def test_a_10000_job_batch_finishes_under_worker_kills_and_its_continuation_runs
     summary = tf.continue_batch_with(b.id, jobs.count_run, on="finished")
     worker = start_worker("--processes", "2", "--threads", "4")
     runs = tf.prefix + "test:runs"
-    kills = 0
-    deadline = time.monotonic() + 120
-    while tf.storage.redis.hlen(runs) < 9_000 and time.monotonic() < deadline:
-        wait_for(lambda: tf.storage.redis.hlen(runs) >= 2_000 * (kills + 1) or time.monotonic() > deadline,
-                 60, "progress between kills")
-        if kills < 4:
-            children = worker.children()
-            if children:
-                os.kill(random.choice(children), signal.SIGKILL)
-                kills += 1
-        else:
-            break
+    # (a live worker process is SIGKILLed each time another 2,000 members have run)
+    killed: list[int] = []
+    pending_at_kill: list[int] = []
+    for step in range(1, 5):
+        wait_for(lambda: tf.storage.redis.hlen(runs) >= 2_000 * step, 60, "progress between kills")
+        live = wait_for(lambda: [c for c in worker.children() if c not in killed], 20, "a live worker process")
+        victim = random.choice(live)
+        os.kill(victim, signal.SIGKILL)
+        killed.append(victim)
+        pending_at_kill.append(tf.get_batch(b.id).pending)  # type: ignore[union-attr]
     wait_for(lambda: tf.storage.redis.hexists(runs, summary), 120, "the batch continuation")
+    # Each kill landed while members were still to run, and the server replaced the process
+    assert len(set(killed)) == 4 and all(n > 0 for n in pending_at_kill), pending_at_kill
+    wait_for(lambda: all(f"(pid {pid}) ended with signal 9" in worker.output() for pid in killed), 10,
+             "the server to report each killed process")
     done = tf.get_batch(b.id)
     assert done is not None and (done.succeeded, done.total, done.outcome) == (10_000, 10_000, "succeeded")
     members = tf.batch_members(b.id)
@@ -214,7 +216,7 @@ def test_a_10000_job_batch_finishes_under_worker_kills_and_its_continuation_runs
     assert int(counts[summary.encode()]) == 1
     repeats = sum(int(v) - 1 for v in counts.values())
     report(f"batch: 10,000 jobs created in {created_s * 1000:.0f} ms (one MULTI); "
-           f"finished under {kills} SIGKILLs of worker processes, continuation ran once, {repeats} job re-runs")
+           f"finished under {len(killed)} SIGKILLs of worker processes, continuation ran once, {repeats} job re-runs")
 
 
 # -- filters, custom states, parameters ---------------------------------------------------
