@@ -139,6 +139,51 @@ def test_a_block_that_raises_creates_nothing(tf):
     assert sum(tf.queue_lengths().values()) == 0
 
 
+def test_a_batch_built_without_with_is_stored_by_its_commit(tf, start_worker):
+    # Given a batch built without a `with` block
+    b = tf.batch()
+    ids = [b.enqueue(jobs.record_order, f"c{i}") for i in range(3)]
+    # Then nothing exists until b.commit(), and everything does after it
+    assert tf.get_batch(b.id) is None and all(tf.get_job(i) is None for i in ids)
+    assert b.commit() == b.id
+    stored = tf.get_batch(b.id)
+    assert stored is not None and (stored.total, stored.state) == (3, "Started")
+    assert tf.batch_members(b.id) == ids and all(state_of(tf, i) == "Enqueued" for i in ids)
+    with pytest.raises(RuntimeError, match="already committed"):
+        b.enqueue(jobs.record_order, "late")
+    start_worker()
+    wait_for(lambda: tf.get_batch(b.id).state == "Finished", what="the batch to finish")  # type: ignore[union-attr]
+    assert sorted(traces(tf, "order")) == ["c0", "c1", "c2"]
+
+
+def test_a_unique_job_is_refused_as_a_batch_member(tf):
+    for unique in (jobs.send_invoice, jobs.unique_by_arguments, jobs.record_order.options(unique_key="once")):
+        with pytest.raises(ConfigError, match="a batch member cannot be unique"):
+            with tf.batch() as b:
+                b.enqueue(jobs.record_order, "fine")
+                b.enqueue(unique, 7)
+        assert tf.get_batch(b.id) is None  # the block raised: nothing stored
+    assert sum(tf.queue_lengths().values()) == 0
+
+
+def test_a_finished_batch_expires_with_the_retention_and_a_failed_one_is_kept(tf, start_worker):
+    # Given a batch that will succeed and one that will fail, on a worker keeping
+    # finished work 600 s
+    with tf.batch() as ok:
+        ok.enqueue(jobs.record_order, "ok")
+    with tf.batch() as bad:
+        bad.enqueue(jobs.fails_until_fixed, "bad")
+    r, k = tf.storage.redis, tf.storage.keys
+    assert r.ttl(k.batch(ok.id)) == r.ttl(k.batch_jobs(ok.id)) == -1  # kept while it runs
+    start_worker("--retention", "600")
+    for b in (ok, bad):
+        wait_for(lambda: tf.get_batch(b.id).state == "Finished", what="the batch to finish")  # type: ignore[union-attr]  # noqa: B023
+    # Then the succeeded one expires with the retention, like its jobs; the failed one is
+    # kept, like a Failed job, until someone acts
+    assert 0 < r.ttl(k.batch(ok.id)) <= 600 and 0 < r.ttl(k.batch_jobs(ok.id)) <= 600
+    assert r.ttl(k.batch(bad.id)) == r.ttl(k.batch_jobs(bad.id)) == -1
+
+
 def test_nested_batches_finish_bottom_up_then_their_continuations_run(tf, start_worker):
     with tf.batch() as outer:
         outer_ids = [outer.enqueue(jobs.record_order, f"outer-{i}") for i in range(3)]
