@@ -196,6 +196,27 @@ def test_a_unique_key_returns_the_pending_job_instead_of_a_duplicate(tf, start_w
     wait_state(tf, again, "Succeeded")
 
 
+def test_unique_true_means_same_function_and_arguments_and_a_failure_frees_the_key(tf, start_worker):
+    # Given jobs unique by function and arguments (unique=True), none run yet
+    first = jobs.unique_by_arguments.enqueue(1)
+    assert jobs.unique_by_arguments.enqueue(1) == first                  # same function, same arguments
+    assert jobs.unique_by_arguments.enqueue(n=1) == first                # the same call, spelt by name
+    assert jobs.unique_by_arguments.enqueue(2) != first                  # other arguments
+    assert jobs.also_unique_by_arguments.enqueue(1) != first             # another function
+    doomed = jobs.unique_by_arguments.enqueue(-1)
+    retrying = jobs.unique_by_arguments.options(retries=1, retry_delays=[3600]).enqueue(-2)
+    # When they run: -1 fails for good, -2 fails and waits an hour for its retry
+    start_worker()
+    wait_state(tf, first, "Succeeded")
+    wait_state(tf, doomed, "Failed")
+    wait_state(tf, retrying, "Scheduled")
+    # Then a finished job (Succeeded, or Failed for good) frees its key; a retrying one
+    # still holds it
+    assert jobs.unique_by_arguments.enqueue(-1) != doomed
+    assert jobs.unique_by_arguments.enqueue(1) != first
+    assert jobs.unique_by_arguments.enqueue(-2) == retrying
+
+
 def test_a_thousand_async_jobs_run_at_once_on_one_process(tf, start_worker):
     start_worker("--threads", "4")
     t0 = time.monotonic()
