@@ -346,6 +346,19 @@ def test_waiting_for_a_replica_that_is_not_there_raises_but_keeps_the_job(tf, se
     ids = one.value.job_ids + many.value.job_ids
     assert len(ids) == 1201 and set(existing(tf, ids).values()) == {"Enqueued"}
     assert tf.get_batch(b.id).total == 1
+    # And TASKFIRE_WAIT_REPLICAS and TASKFIRE_WAIT_TIMEOUT_MS set the same for a client
+    # given neither; an argument wins over its variable
+    r = tf.storage.redis
+    waits = lambda: r.info("commandstats").get("cmdstat_wait", {}).get("calls", 0)  # noqa: E731
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TASKFIRE_WAIT_REPLICAS", "1")
+        env.setenv("TASKFIRE_WAIT_TIMEOUT_MS", "25")
+        before = waits()
+        with pytest.raises(ReplicationTimeout, match=r"only 0 of 1 replica\(s\) acknowledged it within 25 ms"):
+            Taskfire(server.url, prefix=prefix).enqueue(jobs.add, 5, 6)
+        assert waits() == before + 1
+        Taskfire(server.url, prefix=prefix, wait_replicas=0).enqueue(jobs.add, 7, 8)
+        assert waits() == before + 1
     # And a wait with no time limit, or a count that is not a number, is refused by name
     with pytest.raises(ConfigError, match="WAIT 0 would block forever"):
         Taskfire(server.url, prefix=prefix, wait_replicas=1, wait_timeout_ms=0)
