@@ -300,9 +300,12 @@ def test_workers_follow_a_sentinel_failover_under_load(sentinel_group, start_wor
     ran = {i for _, i in runs}
     absent = [i for i in acked if i not in survivors]
     never_ran = [i for i in absent if i not in ran]
+    if wait_replicas or not lag_ms:
+        # Every job a replica confirmed survived the failover; and with a direct link, a
+        # primary killed on a healthy host lost nothing acknowledged either (its kernel
+        # still sent what Redis had written): docs/high-availability.md's "0 of ..."
+        assert absent == [], f"{len(absent)} acknowledged jobs lost: {absent[:5]}"
     if wait_replicas:
-        # Every job a replica confirmed survived the failover
-        assert absent == []
         # With its only replica promoted, the new primary has none: enqueues are stored
         # but not confirmed, and say so
         assert enqueuer.unconfirmed and all(t > killed_at for t, _ in enqueuer.unconfirmed)
