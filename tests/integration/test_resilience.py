@@ -185,7 +185,8 @@ def test_redis_killed_and_restarted_under_load_loses_nothing(restartable, prefix
     wait_for(lambda: states_of(tf, ids).get("Succeeded", 0) > 100, 30, "some progress")
     # Redis dies without saving, then comes back on the same port from its AOF
     restartable.kill()
-    time.sleep(1.0)  # an outage, not a measurement: workers must ride it out
+    # ... long enough for the workers to see it (an outage they must ride out)
+    wait_for(lambda: "Redis unavailable" in w.output(), 20, "the workers to see Redis gone")
     restartable.start()
     more = jobs.count_run.enqueue_many([() for _ in range(200)])
     all_ids = ids + more
