@@ -78,7 +78,13 @@ def build(jf: JobFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, An
             fields[param_field(name)] = encode_value(name, value)
     encoded = encode_args(jf.name, args, kwargs, signature)
     if jf.controls != _NO_CONTROLS or jf.unique_key is not None:
-        fields = {**(fields or {}), **jf.controls.fields(jf.name, signature, args, kwargs, jf.unique_key, encoded)}
+        identity = encoded
+        if jf.controls.unique is True and signature is not None:
+            # unique=True is "same function and arguments": f(1) and f(n=1) are one call
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            identity = encode_args(jf.name, bound.args, bound.kwargs)
+        fields = {**(fields or {}), **jf.controls.fields(jf.name, signature, args, kwargs, jf.unique_key, identity)}
     new = NewJob(id=new_job_id(), fn=jf.name, args=encoded, queue=jf.queue, opts=opts, due=due,
                  fields=fields or {})
     if creating is None or filters is None:

@@ -1,6 +1,10 @@
 """Real parts only: each session starts its own throwaway servers on free loopback ports
-(the embedded Valkey binary, and Debian's redis-server when it is on PATH) and every
-storage test runs against each. Workers are real `taskfire worker` processes."""
+(the embedded Valkey binary, and Debian's redis-server) and every storage test runs
+against each. Workers are real `taskfire worker` processes.
+
+A prerequisite the machine lacks (redis-server, network namespaces, ...) is never dropped
+quietly: `prerequisite_missing` fails the test on CI (CI=true, as .ci/run sets) and skips
+it elsewhere, both with a message that says what to install."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NoReturn
 
 import pytest
 import redis
@@ -22,7 +26,7 @@ from taskfire import Taskfire
 from taskfire.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVERS = ["valkey"] + (["redis"] if shutil.which("redis-server") else [])
+SERVERS = ["valkey", "redis"]
 _prefixes = itertools.count(1)
 _report: list[str] = []
 
@@ -52,8 +56,26 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "c
         time.sleep(interval)
 
 
+def on_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+def prerequisite_missing(what: str, install: str) -> NoReturn:
+    """Ends a test that cannot run on this machine: a failure on CI, where every
+    prerequisite must be there (a skipped module would let CI go green untested), a skip
+    elsewhere; both say what to install."""
+    message = f"{what}; to run it: {install}"
+    if on_ci():
+        pytest.fail(f"{message} (CI=true: a missing prerequisite fails the run)", pytrace=False)
+    pytest.skip(message)
+
+
 def start_server(kind: str, data_dir: Path, **kwargs: Any) -> EmbeddedServer:
-    binary = shutil.which("redis-server") if kind == "redis" else None
+    binary = None
+    if kind == "redis":
+        binary = shutil.which("redis-server")
+        if binary is None:
+            prerequisite_missing("Debian's redis-server is not on PATH", "apt-get install redis-server")
     server = EmbeddedServer(data_dir, binary=binary, **kwargs)
     server.start()
     return server

@@ -69,6 +69,12 @@ def fail_times(n: int) -> str:
     return f"succeeded on attempt {attempt}"
 
 
+@job
+def fails_on_the_default_schedule() -> None:
+    """No retry options: Hangfire's default policy (10 retries, 15-44 s before the first)."""
+    raise RuntimeError("the default retry policy applies")
+
+
 @job(retries=2, retry_delays=[0.1, 0.2])
 def always_fails() -> None:
     raise ValueError("this job always fails")
@@ -286,6 +292,30 @@ def sync_customer(customer_id: int, pause: float) -> None:
     _redis().rpush(_key(f"intervals:{customer_id}"), f"{start}:{time.time()}")
 
 
+@job(mutex="sync-{customer_id}", retries=0)
+def hold_mutex(customer_id: int) -> None:
+    """Holds its customer's mutex until the test sets `test:go` (a minute at most)."""
+    _redis().rpush(_key("holding"), current_job().id)
+    deadline = time.monotonic() + 60
+    while not _redis().exists(_key("go")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@job(mutex="sync-{customer_id}", mutex_timeout=0.5, retries=0)
+def impatient_sync(customer_id: int) -> None:
+    """Waits half a second at most for its customer's mutex."""
+
+
+@job(limit=("crm-api", 2))
+def push_contact(pause: float) -> None:
+    time.sleep(pause)
+
+
+@job(limit=("crm-api", 2))
+def pull_contact(pause: float) -> None:
+    time.sleep(pause)
+
+
 @job(concurrency=2)
 def limited(pause: float) -> None:
     r = _redis()
@@ -303,6 +333,19 @@ def rated() -> None:
 @job(unique="invoice-{invoice_id}")
 def send_invoice(invoice_id: int) -> None:
     _redis().rpush(_key("invoices"), invoice_id)
+
+
+@job(unique=True, retries=0)
+def unique_by_arguments(n: int) -> int:
+    """Unique per arguments; fails for good when n is negative."""
+    if n < 0:
+        raise ValueError(f"no invoice {n}")
+    return n
+
+
+@job(unique=True)
+def also_unique_by_arguments(n: int) -> int:
+    return n
 
 
 @job
@@ -324,6 +367,16 @@ async def async_nap(seconds: float) -> str:
     await asyncio.sleep(seconds)
     _redis().incr(_key("naps"))
     return f"napped as {current_job().id}"
+
+
+@job(retries=0)
+async def async_counted(seconds: float) -> None:
+    """Notes how many async jobs of its kind run at once, itself included."""
+    import asyncio
+    r = _redis()
+    r.rpush(_key("peaks"), r.incr(_key("running")))
+    await asyncio.sleep(seconds)
+    r.decr(_key("running"))
 
 
 @job(timeout=0.5, retries=0)

@@ -8,8 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from taskfire import ConfigError, Deleted, Enqueued, Failed, Scheduled, State, Taskfire, job
-from taskfire.state_changer import StateChanger
-from taskfire.storage import FetchRequest, Storage
+from taskfire.storage import FetchRequest
 from tests import jobs
 from tests.conftest import wait_for
 
@@ -185,17 +184,17 @@ def test_final_states_expire_after_the_retention(server, prefix):
     assert r.ttl(k.job(jid)) == -1 and r.ttl(k.history(jid)) == -1
 
 
-def test_final_state_indexes_stay_bounded(server, prefix):
-    tf = Taskfire(server.url, prefix=prefix)
-    tf.storage = Storage(server.url, prefix, index_cap=50)
-    tf.changer = StateChanger(tf.storage)
-    ids = jobs.echo.enqueue_many([(i,) for i in range(200)])
-    for i in ids:
-        tf.delete(i)
+def test_final_state_indexes_keep_the_newest_ten_thousand(tf):
+    # Given 10,050 waiting jobs, deleted (purged) oldest first by a client with the defaults
+    ids = jobs.echo.options(queue="parked").enqueue_many([(i,) for i in range(10_050)])
+    assert tf.queues.purge("parked").changed == 10_050
+    # Then the Deleted index keeps the newest 10,000 (docs/states.md), newest first, and
+    # the counter counts them all
     r, k = tf.storage.redis, tf.storage.keys
-    assert r.llen(k.state("Deleted")) == 50
-    assert r.lrange(k.state("Deleted"), 0, 0) == [ids[-1].encode()]  # newest first
-    assert int(r.get(k.stat("Deleted"))) == 200
+    assert r.llen(k.state("Deleted")) == 10_000
+    assert r.lrange(k.state("Deleted"), 0, 0) == [ids[-1].encode()]
+    assert r.lrange(k.state("Deleted"), -1, -1) == [ids[50].encode()]
+    assert int(r.get(k.stat("Deleted"))) == 10_050
 
 
 def test_a_corrupt_payload_is_reported_by_get_job(tf):

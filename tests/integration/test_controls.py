@@ -4,10 +4,11 @@ concurrency and rate limits, uniqueness, async jobs, progress and logs, cancella
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import pytest
 
-from taskfire import ConfigError, job
+from taskfire import ConfigError, Taskfire, job
 from tests import jobs
 from tests.conftest import report, state_of, traces, wait_for, wait_state
 
@@ -75,20 +76,107 @@ def test_a_concurrency_limit_of_two_is_never_exceeded(tf, start_worker):
     assert tf.storage.redis.zcard(tf.storage.keys.prefix + "limit:concurrency:tests.jobs:limited") == 0
 
 
+def ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+def entered(tf: Taskfire, job_id: str, state: str) -> list[int]:
+    """When (ms, the Redis server's clock) the job entered `state`, each time."""
+    job = tf.get_job(job_id)
+    assert job is not None
+    return [ms(e.at) for e in job.history if e.state == state]
+
+
+def most_at_once(spans: list[tuple[int, int]]) -> int:
+    """The most half-open [start, end) spans that overlap at any moment."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])  # an end before a start
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
 def test_a_rate_limit_holds_over_ten_seconds(tf, start_worker):
     start_worker("--threads", "4")
     start_worker("--threads", "4")
     ids = [jobs.rated.enqueue() for _ in range(25)]  # 5 per 2 s: the last starts after ~8 s
     for jid in ids:
         wait_state(tf, jid, "Succeeded", 30)
-    starts = sorted(float(v) for v in traces(tf, "rated"))
+    # Measured where the limit is kept: each start is the Processing entry that the fetch
+    # script wrote, by the server's clock, in the step that admitted it.
+    starts = sorted(t for jid in ids for t in entered(tf, jid, "Processing"))
     assert len(starts) == 25
-    # Any 6 consecutive starts span at least the 2 s window (less 0.1 s for the time
-    # between the script's admission and the job noting its start).
+    # Any 6 consecutive starts span at least the 2 s window: a 6th start inside it would
+    # have found 5 starts there already.
     tightest = min(b - a for a, b in zip(starts, starts[5:]))
-    assert tightest >= 1.9, tightest
-    report(f"rate limit 5 per 2 s: 25 jobs over {starts[-1] - starts[0]:.1f} s; tightest 6 starts "
-           f"spanned {tightest:.2f} s")
+    assert tightest >= 2000, tightest
+    waited = [jid for jid in ids if any((e.reason or "").startswith("Rate limit") for e in tf.get_job(jid).history)]  # type: ignore[union-attr]
+    assert waited  # the limit was reached, not merely never tested
+    report(f"rate limit 5 per 2 s: 25 jobs over {(starts[-1] - starts[0]) / 1000:.1f} s (server clock); "
+           f"tightest 6 starts spanned {tightest / 1000:.3f} s; {len(waited)} jobs waited for the window")
+
+
+def test_a_limit_shared_by_two_functions_is_never_exceeded(tf, start_worker):
+    # Given two functions naming one limit ("crm-api", 2) and eight threads on two workers
+    start_worker("--threads", "4")
+    start_worker("--threads", "4")
+    ids = [fn.enqueue(0.2) for _ in range(6) for fn in (jobs.push_contact, jobs.pull_contact)]
+    for jid in ids:
+        wait_state(tf, jid, "Succeeded", 60)
+    # Then, by the server's clock (a place is taken by the script that moves a job to
+    # Processing and given back by the one that stores its outcome), never more than two
+    # ran at once, both functions together
+    spans = [(entered(tf, jid, "Processing")[-1], entered(tf, jid, "Succeeded")[-1]) for jid in ids]
+    assert most_at_once(spans) == 2, spans
+    waited = [jid for jid in ids
+              if any("Waiting for limit:crm-api" in (e.reason or "") for e in tf.get_job(jid).history)]  # type: ignore[union-attr]
+    assert waited
+    report(f"shared limit 2 over two functions, 12 jobs of 0.2 s on 8 threads: at most 2 at once, "
+           f"{len(waited)} waited")
+
+
+def test_a_job_that_waits_past_its_mutex_timeout_fails_with_limit_timeout(tf, start_worker):
+    # Given a job holding customer 5's mutex until the test lets it go
+    start_worker("--threads", "2")
+    holder = jobs.hold_mutex.enqueue(5)
+    wait_for(lambda: traces(tf, "holding") == [holder], what="the holder to start")
+    # When another job for customer 5 may wait only half a second
+    waiter = jobs.impatient_sync.enqueue(5)
+    # Then it gives up, recorded as taskfire.LimitTimeout, while the holder still runs
+    wait_state(tf, waiter, "Failed")
+    failed = tf.get_job(waiter)
+    assert failed is not None and failed.exception is not None
+    assert failed.exception.type == "taskfire.LimitTimeout"
+    assert failed.reason == "Gave up waiting for mutex:sync-5"
+    assert [e.state for e in failed.history] == ["Enqueued", "Scheduled", "Enqueued", "Failed"]
+    assert failed.history[1].reason == f"Waiting for mutex:sync-5 (held by job {holder})"
+    assert state_of(tf, holder) == "Processing"
+    tf.storage.redis.set(tf.prefix + "test:go", 1)
+    wait_state(tf, holder, "Succeeded")
+
+
+def test_a_mutex_held_by_a_killed_worker_lapses_with_its_lease_and_its_waiter_runs(tf, start_worker):
+    # Given a worker holding customer 6's mutex in a job that never ends by itself, and
+    # another job for customer 6 waiting for it (taken, and parked, by a second worker)
+    doomed = start_worker("--threads", "1")
+    holder = jobs.hold_mutex.enqueue(6)
+    wait_for(lambda: traces(tf, "holding") == [holder], what="the holder to start")
+    start_worker("--threads", "1", "--max-recoveries", "0")
+    waiter = jobs.sync_customer.enqueue(6, 0.05)  # its mutex_timeout is 60 s
+    wait_for(lambda: any("Waiting for mutex:sync-6" in (e.reason or "")
+                         for e in tf.get_job(waiter).history), what="the waiter to wait")  # type: ignore[union-attr]
+    # When the holder's worker is SIGKILLed (no goodbye, no release)
+    doomed.kill()
+    # Then its lease lapses (2 s), the holder is given up as lost (--max-recoveries 0),
+    # its place is freed, and the waiter runs long before its mutex_timeout
+    wait_state(tf, waiter, "Succeeded", 20)
+    lost = tf.get_job(holder)
+    assert lost is not None and lost.state == "Failed" and lost.exception is not None
+    assert lost.exception.type == "taskfire.WorkerLost"
+    woken = tf.get_job(waiter)
+    assert woken is not None and "mutex:sync-6 is free" in [e.reason for e in woken.history]
+    assert len(traces(tf, "intervals:6")) == 1
 
 
 def test_a_unique_key_returns_the_pending_job_instead_of_a_duplicate(tf, start_worker):
@@ -108,6 +196,27 @@ def test_a_unique_key_returns_the_pending_job_instead_of_a_duplicate(tf, start_w
     wait_state(tf, again, "Succeeded")
 
 
+def test_unique_true_means_same_function_and_arguments_and_a_failure_frees_the_key(tf, start_worker):
+    # Given jobs unique by function and arguments (unique=True), none run yet
+    first = jobs.unique_by_arguments.enqueue(1)
+    assert jobs.unique_by_arguments.enqueue(1) == first                  # same function, same arguments
+    assert jobs.unique_by_arguments.enqueue(n=1) == first                # the same call, spelt by name
+    assert jobs.unique_by_arguments.enqueue(2) != first                  # other arguments
+    assert jobs.also_unique_by_arguments.enqueue(1) != first             # another function
+    doomed = jobs.unique_by_arguments.enqueue(-1)
+    retrying = jobs.unique_by_arguments.options(retries=1, retry_delays=[3600]).enqueue(-2)
+    # When they run: -1 fails for good, -2 fails and waits an hour for its retry
+    start_worker()
+    wait_state(tf, first, "Succeeded")
+    wait_state(tf, doomed, "Failed")
+    wait_state(tf, retrying, "Scheduled")
+    # Then a finished job (Succeeded, or Failed for good) frees its key; a retrying one
+    # still holds it
+    assert jobs.unique_by_arguments.enqueue(-1) != doomed
+    assert jobs.unique_by_arguments.enqueue(1) != first
+    assert jobs.unique_by_arguments.enqueue(-2) == retrying
+
+
 def test_a_thousand_async_jobs_run_at_once_on_one_process(tf, start_worker):
     start_worker("--threads", "4")
     t0 = time.monotonic()
@@ -121,6 +230,18 @@ def test_a_thousand_async_jobs_run_at_once_on_one_process(tf, start_worker):
     wait_state(tf, slow, "Failed")
     assert tf.get_job(slow).exception.type == "taskfire.errors.JobTimeout"  # type: ignore[union-attr]
     report(f"async: 1,000 jobs each sleeping 0.5 s on 1 process x 4 threads finished in {elapsed:.2f} s")
+
+
+def test_async_limit_caps_the_async_jobs_a_process_runs_at_once(tf, start_worker):
+    # Given one process of 10 threads allowed 2 async jobs at once
+    start_worker("--async-limit", "2")
+    # When 6 async jobs of 0.3 s arrive together
+    ids = jobs.async_counted.enqueue_many([(0.3,)] * 6)
+    for jid in ids:
+        wait_state(tf, jid, "Succeeded")
+    # Then at most 2 ran at once, and 2 did
+    peaks = [int(v) for v in traces(tf, "peaks")]
+    assert len(peaks) == 6 and max(peaks) == 2, peaks
 
 
 def test_progress_and_log_are_visible_while_the_job_runs(tf, start_worker):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -35,11 +36,20 @@ def test_weighted_queues_are_served_in_proportion_and_none_starves(tf, start_wor
            + ", ".join(f"{q} {shares[q]:.3f}" for q in shares) + " (expected 0.556, 0.333, 0.111)")
 
 
+def processing_at(tf, job_id: str) -> datetime:
+    """When the job (last) entered Processing, by the Redis server's clock."""
+    job = tf.get_job(job_id)
+    assert job is not None
+    return [e.at for e in job.history if e.state == "Processing"][-1]
+
+
 def test_a_paused_queue_keeps_accepting_jobs_and_resuming_wakes_idle_workers(tf, start_worker):
     jobs.record_default.enqueue("before")
     assert tf.queues.pause("default")
     assert not tf.queues.pause("default")  # already paused
-    start_worker("--queues", "critical,default", "--threads", "2", "--idle-wait", "8")
+    # (an idle wait of 8 s, and leases of 30 s that never end a wait sooner)
+    start_worker("--queues", "critical,default", "--threads", "2", "--idle-wait", "8",
+                 env={"TASKFIRE_LEASE_TIMEOUT": "30"})
     waiting = [jobs.record_default.enqueue(f"during-{i}") for i in range(5)]
     proof = jobs.record_critical.enqueue("proof-of-life")
     # Its outcome is stored by the same script that fetches the thread's next job: had
@@ -48,11 +58,14 @@ def test_a_paused_queue_keeps_accepting_jobs_and_resuming_wakes_idle_workers(tf,
     assert "before" not in traces(tf, "order") and all(state_of(tf, j) == "Enqueued" for j in waiting)
     info = {q.name: q for q in tf.queues.list()}["default"]
     assert info.paused and info.length == 6 and info.oldest_enqueued_at is not None
-    t0 = time.monotonic()
     assert tf.queues.resume("default")
-    # Well inside the 8 s idle wait: the resume itself woke the worker.
-    wait_for(lambda: all(state_of(tf, j) == "Succeeded" for j in waiting), 4, "the resumed queue to drain")
-    report(f"queue resume: 5 waiting jobs done {time.monotonic() - t0:.3f} s after resume (idle wait 8 s)")
+    wait_for(lambda: all(state_of(tf, j) == "Succeeded" for j in waiting), 30, "the resumed queue to run")
+    # The worker's idle wait began once it had taken the critical job; the first resumed
+    # job started before that wait could end (server clock): the resume woke the worker.
+    first = min(processing_at(tf, j) for j in waiting)
+    assert first < processing_at(tf, proof) + timedelta(seconds=8)
+    report(f"queue resume: the first resumed job started {(first - processing_at(tf, proof)).total_seconds():.3f} s "
+           f"after the worker took its previous job (idle wait 8 s, server clock)")
     assert not {q.name: q for q in tf.queues.list()}["default"].paused
 
 
@@ -72,6 +85,25 @@ def test_a_quiet_server_finishes_its_running_job_and_takes_no_other(tf, start_wo
     wait_for(lambda: state_of(tf, slow) == "Succeeded", 10, "the running job to finish")
     wait_for(lambda: tf.servers()[0].get("state") == "quiet", 5, "the server to show as quiet")
     assert state_of(tf, later) == "Enqueued"  # the finishing thread did not take it
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
+    assert state_of(tf, later) == "Enqueued"
+
+
+def test_a_quiet_server_replaces_no_worker_process(tf, start_worker):
+    # Given a quiet server of one process
+    worker = start_worker("--processes", "1")
+    [child] = wait_for(worker.children, what="the worker process")
+    [server] = wait_for(lambda: tf.servers(), what="the server record")
+    assert tf.quiet_server(server["id"])
+    wait_for(lambda: tf.servers()[0].get("state") == "quiet", 10, "the server to show as quiet")
+    # When its process dies
+    os.kill(child, signal.SIGKILL)
+    wait_for(lambda: f"(pid {child}) ended with signal 9" in worker.output(), 10, "the server to see it die")
+    # Then it stays without one (it is on its way out): its next heartbeats list no process
+    wait_for(lambda: tf.servers()[0].get("workers") == "", 10, "a heartbeat listing no worker process")
+    assert worker.children() == [] and worker.proc.poll() is None
+    later = jobs.count_run.enqueue()
     worker.signal(signal.SIGTERM)
     assert worker.wait(20) == 0
     assert state_of(tf, later) == "Enqueued"

@@ -170,6 +170,28 @@ def test_misfire_modes_after_three_hours_without_a_scheduler(tf, start_worker):
         assert next_ms % HOUR == 0 and now < next_ms <= now + 2 * HOUR
 
 
+def test_a_strict_catch_up_past_1000_ticks_fires_1000_and_records_the_rest_as_its_error(tf, start_worker):
+    # Given a strict every-minute job that missed a day of ticks (1,440), firing into a
+    # queue no worker reads
+    tf.recurring.add_or_update("catch-up", jobs.record_fired, Cron.minutely(), args=("catch-up",),
+                               misfire="strict", queue="parked")
+    now = tf.storage.server_time_ms()
+    due = now - now % 60_000 - 24 * HOUR
+    pretend_missed(tf, "catch-up", due)
+    # When a scheduler sees it
+    start_worker()
+    caught_up = wait_for(lambda: (r := tf.recurring.get("catch-up")) and r.error and r, what="the catch-up")
+    # Then the first 1,000 ticks fired, oldest first, and the skip is the job's error
+    # until its next run (within a minute)
+    assert caught_up.error.startswith("more than 1000 ticks were missed since "), caught_up.error
+    assert "the first 1000 fired, the rest until" in caught_up.error
+    assert tf.queue_lengths()["parked"] == 1000
+    fired = tf.get_jobs(tf.job_ids_in_state("Enqueued", 0, 1000, queue="parked"))
+    ticks = [int(j.recurring_tick.timestamp() * 1000) for j in fired]  # type: ignore[union-attr]
+    assert ticks == [due + i * 60_000 for i in range(1000)]
+    assert caught_up.next_run is not None and caught_up.next_run.timestamp() * 1000 > now
+
+
 def test_disabled_jobs_do_not_fire_until_enabled(tf, start_worker):
     tf.recurring.add_or_update("busy", jobs.record_fired, Cron.every_second(), args=("busy",))
     tf.recurring.add_or_update("paused", jobs.record_fired, Cron.every_second(), args=("paused",))

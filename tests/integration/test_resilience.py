@@ -67,10 +67,8 @@ def test_a_job_watching_its_token_stops_on_shutdown_and_is_requeued(tf, start_wo
     w = start_worker("--shutdown-timeout", "30")
     jid = jobs.sleep_cooperatively.enqueue(60)
     wait_for(lambda: tf.storage.redis.llen(tf.prefix + "test:started"), 5)
-    started = time.monotonic()
     w.signal(signal.SIGTERM)
-    assert w.wait(20) == 0
-    assert time.monotonic() - started < 20  # it did not wait for the 30 s timeout
+    assert w.wait(20) == 0  # (its shutdown timeout is 30 s: the job ended the wait)
     assert tf.storage.redis.lrange(tf.prefix + "test:cancelled", 0, -1) == [b"shutdown"]
     j = tf.get_job(jid)
     assert j.state == "Enqueued" and j.reason == "Requeued: the job stopped for its worker's shutdown"
@@ -141,30 +139,34 @@ def test_a_job_longer_than_its_lease_runs_once_while_its_worker_lives(tf, start_
     assert tf.storage.redis.hget(tf.prefix + "test:runs", jid) == b"1"
 
 
-def test_five_thousand_jobs_survive_a_worker_process_killed_every_second(tf, start_worker):
+def test_five_thousand_jobs_survive_a_worker_process_killed_every_400_jobs(tf, start_worker):
     # Given 5,000 jobs and a server with 3 worker processes
-    # (each job holds its thread 20 ms, so the run lasts long enough for several kills)
+    # (each job holds its thread 20 ms, so the run lasts long enough for many kills)
     ids = jobs.count_run.enqueue_many([(0.02,) for _ in range(5000)])
     w = start_worker("--processes", "3", "--threads", "4")
     started = time.monotonic()
-    # When one of its processes is SIGKILLed every second until all jobs are done
-    kills = 0
     import os
-    while states_of(tf, ids).get("Succeeded", 0) < 5000:
-        assert time.monotonic() - started < 180, states_of(tf, ids)
-        time.sleep(1.0)
-        children = w.children()
-        if children and states_of(tf, ids).get("Succeeded", 0) < 5000:
-            os.kill(children[kills % len(children)], signal.SIGKILL)
-            kills += 1
+    # When one of its live processes is SIGKILLed each time another 400 jobs succeeded
+    killed: list[int] = []
+    for step in range(1, 12):
+        wait_for(lambda: states_of(tf, ids).get("Succeeded", 0) >= 400 * step, 120,
+                 f"{400 * step} jobs to succeed", interval=0.1)
+        live = wait_for(lambda: [c for c in w.children() if c not in killed], 20, "a live worker process")
+        os.kill(live[step % len(live)], signal.SIGKILL)
+        killed.append(live[step % len(live)])
+    wait_for(lambda: states_of(tf, ids).get("Succeeded", 0) == 5000, 180, "every job to succeed", interval=0.5)
     elapsed = time.monotonic() - started
-    # Then every job succeeded, and each ran at least once
+    # Then the server saw each kill and replaced the process; every job succeeded, each
+    # ran at least once
+    wait_for(lambda: all(f"(pid {pid}) ended with signal 9" in w.output() for pid in killed), 10,
+             "the server to report each killed process")
+    assert len(killed) == 11 and len(set(killed)) == 11
     runs = {k.decode(): int(v) for k, v in tf.storage.redis.hgetall(tf.prefix + "test:runs").items()}
     assert states_of(tf, ids) == {"Succeeded": 5000}
     assert set(runs) == set(ids)
     twice = sum(1 for n in runs.values() if n > 1)
     report(f"kill test: 5,000 jobs, 3 processes x 4 threads, "
-           f"{kills} SIGKILLs, {elapsed:.1f} s, {twice} jobs ran twice ({sum(runs.values()) - 5000} extra runs)")
+           f"{len(killed)} SIGKILLs, {elapsed:.1f} s, {twice} jobs ran twice ({sum(runs.values()) - 5000} extra runs)")
 
 
 @pytest.fixture(params=SERVERS)
@@ -183,7 +185,8 @@ def test_redis_killed_and_restarted_under_load_loses_nothing(restartable, prefix
     wait_for(lambda: states_of(tf, ids).get("Succeeded", 0) > 100, 30, "some progress")
     # Redis dies without saving, then comes back on the same port from its AOF
     restartable.kill()
-    time.sleep(1.0)  # an outage, not a measurement: workers must ride it out
+    # ... long enough for the workers to see it (an outage they must ride out)
+    wait_for(lambda: "Redis unavailable" in w.output(), 20, "the workers to see Redis gone")
     restartable.start()
     more = jobs.count_run.enqueue_many([() for _ in range(200)])
     all_ids = ids + more

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-
-import pytest
+from datetime import datetime, timedelta, timezone
 
 from taskfire import Taskfire
 from tests import jobs
-from tests.conftest import report, wait_for
+from tests.conftest import redis_client, report, wait_for
 
 
 def settled(tf: Taskfire, job_id: str, states=("Succeeded", "Failed", "Deleted"), timeout: float = 15.0):
@@ -57,29 +55,59 @@ def test_strict_priority_takes_higher_queues_first(tf, start_worker):
     assert tf.get_job(ids[0]).state == "Succeeded"
 
 
+def entered(j, state: str) -> datetime:
+    """When the job (last) entered `state`, by the Redis server's clock."""
+    return [e.at for e in j.history if e.state == state][-1]
+
+
 def test_an_idle_worker_starts_a_new_job_at_once(tf, start_worker):
-    start_worker()
+    # Given an idle worker whose longest wait is 8 s, and whose jobs' leases (30 s) never
+    # end a wait sooner: left to itself it would look for work every 8 s
+    start_worker("--idle-wait", "8", env={"TASKFIRE_LEASE_TIMEOUT": "30"})
+    picked_up: list[datetime] = []
     latencies = []
+    # When jobs arrive one at a time, each after the one before has finished
     for _ in range(20):
-        jid = jobs.echo.enqueue(1)
-        j = settled(tf, jid)
+        j = settled(tf, jobs.echo.enqueue(1), timeout=30)
+        picked_up.append(entered(j, "Processing"))
         latencies.append(j.history[-1].data["latency_ms"])
+    # Then each was taken before the idle wait begun after the previous pickup could
+    # end (server clock): the enqueue woke the worker, not the end of its wait
+    gaps = [(b - a).total_seconds() for a, b in zip(picked_up, picked_up[1:])]
+    assert max(gaps) < 8, gaps
     latencies.sort()
     report(f"idle pickup latency (enqueue -> Processing, server clock) over 20 jobs: "
-           f"median {latencies[10]} ms, max {latencies[-1]} ms")
-    assert all(j is not None for j in latencies)
+           f"median {latencies[10]} ms, max {latencies[-1]} ms (idle wait 8 s)")
 
 
-@pytest.mark.parametrize("delay", [2.0])
-def test_a_delayed_job_starts_on_time(tf, start_worker, delay):
+def test_a_delayed_job_starts_on_time(tf, start_worker):
+    # Given an idle worker whose longest wait is 8 s
+    start_worker("--idle-wait", "8")
+    # When a job is scheduled 2 s ahead
+    jid = jobs.record_start.schedule(2.0)
+    j = settled(tf, jid, timeout=20)
+    # Then, by the server's clock, it started at its due time, not before, and not when
+    # the worker's 8 s wait would have ended: the worker slept until the job was due
+    scheduled = j.history[0]
+    assert scheduled.state == "Scheduled" and scheduled.due is not None
+    started = entered(j, "Processing")
+    assert scheduled.due <= started < scheduled.at + timedelta(seconds=8), (scheduled, started)
+    report(f"job delayed 2 s started {(started - scheduled.due).total_seconds() * 1000:.0f} ms after its due "
+           f"time (server clock)")
+
+
+def test_a_job_without_retry_options_is_retried_on_hangfires_schedule(tf, start_worker):
+    # Given a job that sets no retry options (what users get by default)
     start_worker()
-    time.sleep(0.3)  # let the idle worker settle into its wait
-    start = time.time()
-    jid = jobs.record_start.schedule(delay)
-    settled(tf, jid, timeout=delay + 10)
-    started = float(tf.storage.redis.lindex(tf.prefix + "test:starts", 0))
-    report(f"job delayed {delay} s started after {started - start:.3f} s")
-    assert delay <= started - start <= delay + 0.5
+    jid = jobs.fails_on_the_default_schedule.enqueue()
+    # When it fails
+    j = settled(tf, jid, states=("Scheduled",))
+    # Then its first retry is due 15 to 44 s later (Hangfire's AutomaticRetry), of 10
+    failed, retry = j.history[-2:]
+    assert (failed.state, retry.state) == ("Failed", "Scheduled")
+    assert retry.reason == "Retry attempt 1 of 10: the default retry policy applies"
+    assert retry.due is not None and 15 <= (retry.due - retry.at).total_seconds() <= 44, retry
+    assert j.retry_count == 1
 
 
 def test_retries_until_success_record_every_attempt(tf, start_worker):
@@ -123,6 +151,22 @@ def test_retry_on_limits_which_exceptions_retry(tf, start_worker):
     j = settled(tf, failed_at_once, states=("Failed",))
     assert j.retry_count == 0 and [e.state for e in j.history] == ["Enqueued", "Processing", "Failed"]
     wait_for(lambda: tf.get_job(retried).retry_count == 3 and tf.get_job(retried).state == "Failed", 10)
+
+
+def test_a_requeued_job_keeps_its_retry_count_and_gets_one_more_run(tf, start_worker):
+    # Given a job that failed for good after its 2 retries
+    start_worker()
+    jid = jobs.always_fails.enqueue()
+    wait_for(lambda: (j := tf.get_job(jid)) and j.state == "Failed" and j.retry_count == 2, 15, "retries exhausted")
+    # When an operator requeues it
+    assert tf.requeue(jid)
+    # Then it runs once more and fails for good again, its retry count kept (as in Hangfire)
+    wait_for(lambda: [e.state for e in tf.get_job(jid).history].count("Processing") == 4, 15, "the fourth run")
+    j = settled(tf, jid, states=("Failed",))
+    states = [e.state for e in j.history]
+    assert states[-4:] == ["Failed", "Enqueued", "Processing", "Failed"], states
+    assert j.retry_count == 2 and states.count("Scheduled") == 2
+    assert j.reason == "ValueError: this job always fails"
 
 
 def test_a_failed_job_can_be_requeued_and_succeed(tf, start_worker):
@@ -195,6 +239,24 @@ def test_options_come_from_environment_variables(tf, start_worker):
     assert "taking jobs from low with 3 threads" in w.output()
     record = wait_for(lambda: tf.storage.redis.zrange(tf.storage.keys.servers, 0, -1), 10, "a server record")
     assert record[0].decode().startswith("box-7:")
+
+
+def test_a_flag_wins_over_its_environment_variable(tf, start_worker):
+    w = start_worker("--threads", "5", "--queues", "critical", env={"TASKFIRE_THREADS": "3", "TASKFIRE_QUEUES": "low"})
+    assert "taking jobs from critical with 5 threads" in w.output()
+
+
+def test_a_worker_warns_when_redis_may_evict_jobs(tf, server, start_worker):
+    r = redis_client(server)
+    quiet = start_worker()
+    assert "maxmemory-policy" not in quiet.output()  # noeviction, as the test servers run
+    r.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        warned = start_worker()
+    finally:
+        r.config_set("maxmemory-policy", "noeviction")
+    assert "Redis maxmemory-policy is 'allkeys-lru': under memory pressure it may evict jobs. " \
+           "Set it to 'noeviction'." in warned.output()
 
 
 def test_a_server_registers_itself_and_leaves_on_stop(tf, start_worker):

@@ -139,6 +139,51 @@ def test_a_block_that_raises_creates_nothing(tf):
     assert sum(tf.queue_lengths().values()) == 0
 
 
+def test_a_batch_built_without_with_is_stored_by_its_commit(tf, start_worker):
+    # Given a batch built without a `with` block
+    b = tf.batch()
+    ids = [b.enqueue(jobs.record_order, f"c{i}") for i in range(3)]
+    # Then nothing exists until b.commit(), and everything does after it
+    assert tf.get_batch(b.id) is None and all(tf.get_job(i) is None for i in ids)
+    assert b.commit() == b.id
+    stored = tf.get_batch(b.id)
+    assert stored is not None and (stored.total, stored.state) == (3, "Started")
+    assert tf.batch_members(b.id) == ids and all(state_of(tf, i) == "Enqueued" for i in ids)
+    with pytest.raises(RuntimeError, match="already committed"):
+        b.enqueue(jobs.record_order, "late")
+    start_worker()
+    wait_for(lambda: tf.get_batch(b.id).state == "Finished", what="the batch to finish")  # type: ignore[union-attr]
+    assert sorted(traces(tf, "order")) == ["c0", "c1", "c2"]
+
+
+def test_a_unique_job_is_refused_as_a_batch_member(tf):
+    for unique in (jobs.send_invoice, jobs.unique_by_arguments, jobs.record_order.options(unique_key="once")):
+        with pytest.raises(ConfigError, match="a batch member cannot be unique"):
+            with tf.batch() as b:
+                b.enqueue(jobs.record_order, "fine")
+                b.enqueue(unique, 7)
+        assert tf.get_batch(b.id) is None  # the block raised: nothing stored
+    assert sum(tf.queue_lengths().values()) == 0
+
+
+def test_a_finished_batch_expires_with_the_retention_and_a_failed_one_is_kept(tf, start_worker):
+    # Given a batch that will succeed and one that will fail, on a worker keeping
+    # finished work 600 s
+    with tf.batch() as ok:
+        ok.enqueue(jobs.record_order, "ok")
+    with tf.batch() as bad:
+        bad.enqueue(jobs.fails_until_fixed, "bad")
+    r, k = tf.storage.redis, tf.storage.keys
+    assert r.ttl(k.batch(ok.id)) == r.ttl(k.batch_jobs(ok.id)) == -1  # kept while it runs
+    start_worker("--retention", "600")
+    for b in (ok, bad):
+        wait_for(lambda: tf.get_batch(b.id).state == "Finished", what="the batch to finish")  # type: ignore[union-attr]  # noqa: B023
+    # Then the succeeded one expires with the retention, like its jobs; the failed one is
+    # kept, like a Failed job, until someone acts
+    assert 0 < r.ttl(k.batch(ok.id)) <= 600 and 0 < r.ttl(k.batch_jobs(ok.id)) <= 600
+    assert r.ttl(k.batch(bad.id)) == r.ttl(k.batch_jobs(bad.id)) == -1
+
+
 def test_nested_batches_finish_bottom_up_then_their_continuations_run(tf, start_worker):
     with tf.batch() as outer:
         outer_ids = [outer.enqueue(jobs.record_order, f"outer-{i}") for i in range(3)]
@@ -192,19 +237,21 @@ def test_a_10000_job_batch_finishes_under_worker_kills_and_its_continuation_runs
     summary = tf.continue_batch_with(b.id, jobs.count_run, on="finished")
     worker = start_worker("--processes", "2", "--threads", "4")
     runs = tf.prefix + "test:runs"
-    kills = 0
-    deadline = time.monotonic() + 120
-    while tf.storage.redis.hlen(runs) < 9_000 and time.monotonic() < deadline:
-        wait_for(lambda: tf.storage.redis.hlen(runs) >= 2_000 * (kills + 1) or time.monotonic() > deadline,
-                 60, "progress between kills")
-        if kills < 4:
-            children = worker.children()
-            if children:
-                os.kill(random.choice(children), signal.SIGKILL)
-                kills += 1
-        else:
-            break
+    # (a live worker process is SIGKILLed each time another 2,000 members have run)
+    killed: list[int] = []
+    pending_at_kill: list[int] = []
+    for step in range(1, 5):
+        wait_for(lambda: tf.storage.redis.hlen(runs) >= 2_000 * step, 60, "progress between kills")
+        live = wait_for(lambda: [c for c in worker.children() if c not in killed], 20, "a live worker process")
+        victim = random.choice(live)
+        os.kill(victim, signal.SIGKILL)
+        killed.append(victim)
+        pending_at_kill.append(tf.get_batch(b.id).pending)  # type: ignore[union-attr]
     wait_for(lambda: tf.storage.redis.hexists(runs, summary), 120, "the batch continuation")
+    # Each kill landed while members were still to run, and the server replaced the process
+    assert len(set(killed)) == 4 and all(n > 0 for n in pending_at_kill), pending_at_kill
+    wait_for(lambda: all(f"(pid {pid}) ended with signal 9" in worker.output() for pid in killed), 10,
+             "the server to report each killed process")
     done = tf.get_batch(b.id)
     assert done is not None and (done.succeeded, done.total, done.outcome) == (10_000, 10_000, "succeeded")
     members = tf.batch_members(b.id)
@@ -214,7 +261,7 @@ def test_a_10000_job_batch_finishes_under_worker_kills_and_its_continuation_runs
     assert int(counts[summary.encode()]) == 1
     repeats = sum(int(v) - 1 for v in counts.values())
     report(f"batch: 10,000 jobs created in {created_s * 1000:.0f} ms (one MULTI); "
-           f"finished under {kills} SIGKILLs of worker processes, continuation ran once, {repeats} job re-runs")
+           f"finished under {len(killed)} SIGKILLs of worker processes, continuation ran once, {repeats} job re-runs")
 
 
 # -- filters, custom states, parameters ---------------------------------------------------
@@ -227,7 +274,7 @@ def test_filters_run_in_order_around_the_run_and_its_state_changes(tf, start_wor
     wait_state(tf, jid, "Succeeded")
     assert tf.get_job(jid).result == "ran for acme"  # type: ignore[union-attr]
     hooks = wait_for(lambda: (h := [v.decode() for v in tf.storage.redis.lrange(tf.prefix + "test:hooks", 0, -1)])
-                     and len(h) >= 12 and h, what="every hook")
+                     and len(h) >= 15 and h, what="every hook")
     assert hooks == [
         "global.performing", "first.performing", "second.performing",
         "second.performed", "first.performed", "global.performed",

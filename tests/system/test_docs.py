@@ -1,5 +1,13 @@
-"""Every code block of README.md and docs/*.md runs here, so the guide cannot drift from
-the code. One test per block, named by its file and line (`docs/jobs.md:42`).
+"""Every code block of README.md and docs/*.md is checked here, so the guide cannot drift
+from the code. One test per block, named by its file and line (`docs/jobs.md:42`).
+
+What is run, and what is not: python scripts and bash commands are run, and their
+outcome must be stated (asserted, or shown in a ```text block that their output must
+match); python and toml files are written and imported or loaded; a redis.conf is given
+to a real redis-server. Not run: README's install line (its parts are checked one by
+one, see `check_install`), the commands marked `docs-test: parse` (they need a remote
+Redis: the real CLI parser must accept them), and json lines (parsed). Nothing else is
+exempt: a block of any other kind fails.
 
 The convention (a block's fence language decides what is done with it):
 
@@ -15,13 +23,14 @@ The convention (a block's fence language decides what is done with it):
   and its test imports it in a fresh interpreter.
 - Any other ```python: a script (`__main__`), run in a fresh interpreter in the project
   directory; it must exit 0. Blocks are self-contained (each imports what it uses) and
-  state outcomes with `assert`, or with a ```text block after them.
-- ```bash: run with `bash -e -o pipefail` in the project directory; it must exit 0. A
-  block holding one `taskfire worker`, `taskfire dashboard` or `taskfire up` command runs
-  that command in the background until the page ends: the test waits until it reports
-  ready (a worker "taking jobs", the dashboard answering HTTP, `up` "running"), later
-  blocks use it, and after the page's last block it is stopped with SIGTERM and must
-  exit 0.
+  state their outcome: with an `assert` statement, or with a ```text block right after
+  them. A script that does neither fails (`check_outcome_is_stated`).
+- ```bash: run with `bash -e -o pipefail` in the project directory; it must exit 0, and
+  a ```text block right after it shows its output. A block holding one `taskfire
+  worker`, `taskfire dashboard` or `taskfire up` command instead runs that command in the
+  background until the page ends: the test waits until it reports ready (a worker
+  "taking jobs", the dashboard answering HTTP, `up` "running"), later blocks use it, and
+  after the page's last block it is stopped with SIGTERM and must exit 0.
 - ```text is the output of the python or bash block before it: every line must match, in
   order (surrounding whitespace and blank lines aside). `...` inside a line matches
   anything; a line that is only `...` matches any number of lines.
@@ -40,17 +49,14 @@ The convention (a block's fence language decides what is done with it):
 - Executed blocks must not name port 6379: that Redis belongs to the machine.
 - Any other fence language, or an unmarked fence, fails: extend this convention first.
 
-Inline code naming taskfire's API (`tf.requeue_all`, `taskfire queue pause`, `--lease-timeout`,
-`@job(retries=...)`, `Cron.daily`, `TASKFIRE_*`, ...) is checked to exist by
-`test_inline_names_exist`.
+Inline code (`tf.requeue_all`, `--lease-timeout`, `job:<id>:history`, ...) is checked by
+tests/system/test_docs_names.py, which lists the shapes of span it knows.
 """
 
 from __future__ import annotations
 
-import argparse
+import ast
 import contextlib
-import importlib
-import inspect
 import io
 import json
 import os
@@ -62,7 +68,6 @@ import subprocess
 import sys
 import time
 import tomllib
-import typing
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -72,11 +77,8 @@ from typing import Any, Iterator
 import pytest
 import redis
 
-import taskfire
-from taskfire import Cron, JobContext, Taskfire, cli, job
-from taskfire.server import config as cfg
+from taskfire import cli
 from taskfire.embedded import free_port, valkey_binary
-from taskfire.job import JobFunction
 from taskfire.recurring import load_file
 from tests.conftest import ROOT, report, wait_for
 
@@ -256,7 +258,23 @@ def run_block(page: Page, block: Block) -> None:
     if block.lang in ("python", "bash"):
         assert not re.search(r"(?<!\d)6379(?!\d)", block.code), \
             "an executed block names port 6379, the machine's own Redis"
+        check_outcome_is_stated(page, block)
     runner(page, block)
+
+
+def check_outcome_is_stated(page: Page, block: Block) -> None:
+    """A script or a command shows what it does: a ```text block right after it, or (a
+    python script) an `assert` statement. Files and background commands are exempt: the
+    first are imported, the second must report ready."""
+    if block.file or (block.lang == "bash" and any(long_running(c) for c in commands(block.code))):
+        return
+    following = page.blocks[block.index + 1] if block.index + 1 < len(page.blocks) else None
+    if following is not None and following.lang == "text":
+        return
+    if block.lang == "python" and any(isinstance(node, ast.Assert) for node in ast.walk(ast.parse(block.code))):
+        return
+    raise AssertionError(f"the block states no outcome: follow it with a ```text block of its output"
+                         f"{' or assert what it must do' if block.lang == 'python' else ''}")
 
 
 def failed(what: str, proc: subprocess.CompletedProcess[str]) -> str:
@@ -517,180 +535,6 @@ class made_on_demand(dict[str, Page]):
 @pytest.mark.parametrize("block", ALL_BLOCKS, ids=lambda b: b.id)
 def test_block(block: Block, pages: dict[str, Page]) -> None:
     pages[block.page].result(block)
-
-
-# -- inline names ---------------------------------------------------------------------
-
-INLINE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
-
-
-def instance_attributes(cls: type) -> set[str]:
-    """Names a class sets on `self` in its __init__ (msgspec fields are class attributes)."""
-    try:
-        source = inspect.getsource(vars(cls).get("__init__", object.__init__))
-    except (TypeError, OSError):
-        return set()
-    return set(re.findall(r"self\.(\w+)\s*[:=]", source))
-
-
-def has(owner: Any, name: str) -> bool:
-    cls = owner if isinstance(owner, type) else type(owner)
-    return hasattr(owner, name) or any(name in instance_attributes(c) for c in cls.__mro__)
-
-
-def taskfire_class(hint: Any) -> type | None:
-    """The taskfire class a type hint names (`Job | None` -> Job, `list[Job]` -> Job)."""
-    for arg in (*typing.get_args(hint), hint):
-        if typing.get_origin(arg) in (list, tuple) and typing.get_args(arg):
-            arg = typing.get_args(arg)[0]
-        origin = typing.get_origin(arg) or arg
-        if isinstance(origin, type) and origin.__module__.startswith("taskfire"):
-            return origin
-    return None
-
-
-def follow(owner: Any, name: str, called: bool) -> Any:
-    """What `owner.name` (or `owner.name(...)`) gives, as far as the code says: the value,
-    or the taskfire class its annotations name; None when unknown."""
-    value = getattr(owner, name, None)
-    cls = owner if isinstance(owner, type) else type(owner)
-    try:
-        if called:
-            return None if isinstance(value, JobFunction) or value is None else \
-                taskfire_class(typing.get_type_hints(value).get("return"))
-        if isinstance(value, property):
-            return taskfire_class(typing.get_type_hints(value.fget).get("return"))
-        if value is None or (isinstance(owner, type) and inspect.ismemberdescriptor(value)):
-            # a field (msgspec) or an instance attribute typed by its __init__ parameter
-            hints = {**typing.get_type_hints(getattr(cls, "__init__")), **typing.get_type_hints(cls)}
-            return taskfire_class(hints.get(name))
-    except Exception:
-        return None
-    return value
-
-
-def top_level(chain: str) -> list[tuple[str, str | None]]:
-    """`a.b(x.y(1), k=2).c` -> [("a", None), ("b", "x.y(1), k=2"), ("c", None)]: the names
-    outside any parentheses, with the arguments of those that are called."""
-    parts: list[tuple[str, str | None]] = []
-    depth, name, args = 0, "", ""
-    for ch in chain + ".":
-        if depth:
-            depth += {"(": 1, ")": -1}.get(ch, 0)
-            if depth:
-                args += ch
-            else:
-                parts.append((name, args))
-                name = args = ""
-        elif ch.isalnum() or ch == "_":
-            name += ch
-        elif ch == "(":
-            depth = 1
-        else:
-            if name:
-                parts.append((name, None))
-            name = ""
-            if ch != ".":
-                break  # `tf.x = ...`, `tf.x / y`: the chain ends here
-    return parts
-
-
-def check_keywords(fn: Any, args: str, span: str) -> None:
-    """Every `name=` in a call's arguments is a parameter of the function."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    while re.search(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}", args):  # only this call's own keywords
-        args = re.sub(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}", "", args)
-    unknown = [n for n in re.findall(r"(?<![\w.])(\w+)=(?!=)", args) if n not in params]
-    assert not unknown, f"`{span}`: {getattr(fn, '__qualname__', fn)} takes no {', '.join(unknown)}"
-
-
-def check_chain(owner: Any, chain: str, span: str) -> None:
-    """`a.b(...).c`: each name exists on what the one before gives, and takes the keywords
-    it is given."""
-    for name, args in top_level(chain):
-        assert has(owner, name), f"`{span}`: {getattr(owner, '__name__', type(owner).__name__)} has no {name!r}"
-        if args:
-            check_keywords(getattr(owner, name, None), args, span)
-        nxt = follow(owner, name, args is not None)
-        if nxt is None or isinstance(nxt, (str, int, float, bool)):
-            return
-        owner = nxt
-
-
-def env_names() -> set[str]:
-    names = {cfg.env_name(f) for f in cfg.WorkerConfig.__struct_fields__}
-    for path in [*(ROOT / "taskfire").rglob("*.py"), *(ROOT / "dashboard" / "taskfire_dashboard").rglob("*.py")]:
-        names.update(re.findall(r"TASKFIRE_[A-Z_]+", path.read_text()))
-    return names
-
-
-def option_strings() -> set[str]:
-    """Every --option of every taskfire subcommand."""
-    p = cli.parser()
-    subs = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
-    return {o for sp in subs.choices.values() for a in sp._actions for o in a.option_strings}
-
-
-def check_span(span: str, tf: Taskfire, envs: set[str], options: set[str]) -> None:
-    s = span.strip()
-    if s.startswith("tf."):
-        check_chain(tf, s[3:], span)
-    elif s.startswith("taskfire ") and re.match(r"taskfire [a-z]", s):
-        words = [("x" if re.fullmatch(r"[A-Z][A-Z_]*|<[^>]+>", w) else w) for w in shlex.split(s)[1:]]
-        parse_cli(words, span)
-    elif s.startswith("@job("):
-        check_keywords(job, s[5:], span)
-    elif re.match(r"^(\w+\.)?options\(", s):
-        check_keywords(JobFunction.options, s.split("options(", 1)[1], span)
-    elif s.startswith("current_job()."):
-        check_chain(JobContext, s[len("current_job()."):], span)
-    elif s.startswith("Cron."):
-        check_chain(Cron, s[5:], span)
-    elif re.match(r"^taskfire(\.\w+)+", s):
-        dotted = re.match(r"^taskfire(\.\w+)+", s).group(0)  # type: ignore[union-attr]
-        parts = dotted.split(".")
-        for i in range(len(parts), 0, -1):
-            with contextlib.suppress(ImportError):
-                obj: Any = importlib.import_module(".".join(parts[:i]))
-                for name in parts[i:]:
-                    assert hasattr(obj, name), f"`{span}`: {'.'.join(parts[:i])} has no {name!r}"
-                    obj = getattr(obj, name)
-                break
-    elif re.fullmatch(r"TASKFIRE_[A-Z_]+", s):
-        assert s in envs, f"`{span}`: taskfire reads no such variable"
-    elif re.fullmatch(r"--[a-z][a-z-]+", s):
-        assert s in options, f"`{span}`: no taskfire command has this option"
-
-
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_inline_names_exist(page: Path) -> None:
-    jobs_module = importlib.import_module("taskfire.job")  # (taskfire.job is the decorator)
-    saved = jobs_module._default
-    tf = Taskfire("redis://127.0.0.1:1/0", prefix="unused:")  # never connects: names only
-    jobs_module._default = saved
-    envs, options = env_names(), option_strings()
-    # blocks are run, not read (kept as blank lines so that line numbers hold)
-    text = re.sub(r"^\s*```.*?^\s*```", lambda m: "\n" * m.group(0).count("\n"), page.read_text(), flags=re.S | re.M)
-    problems = []
-    ours_only = False  # in a table headed "... | taskfire |", only that last column is ours
-    for number, line in enumerate(text.split("\n"), 1):
-        if line.startswith("|"):
-            cells = line.strip().strip("|").split(" | ")
-            if not text.split("\n")[number - 2].startswith("|"):
-                ours_only = cells[-1].strip() == "taskfire"
-            if ours_only:
-                line = cells[-1]
-        for m in INLINE.finditer(line):
-            try:
-                check_span(m.group(1), tf, envs, options)
-            except AssertionError as exc:
-                problems.append(f"{page.relative_to(ROOT)}:{number}: {exc}")
-    assert not problems, "\n".join(problems)
 
 
 def test_the_guide_is_there() -> None:

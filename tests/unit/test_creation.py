@@ -63,6 +63,8 @@ def test_controls_become_fields_with_their_templates_filled_in():
         "limit": "mutex:sync-acme", "limit_max": "1", "limit_timeout": "600000"}
     assert str(new.fields["unique"]).startswith("tests.unit.test_creation:sync:")
     assert new.fields["unique"] == build(sync, ("acme",), {})[0].fields["unique"] != other.fields["unique"]
+    # "same function and arguments": the same call spelt by name is the same key
+    assert build(sync, (), {"customer": "acme"})[0].fields["unique"] == new.fields["unique"]
 
 
 def test_a_client_filter_may_cancel_the_creation():
