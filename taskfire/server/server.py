@@ -20,7 +20,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from ..storage import TRANSIENT_ERRORS, Storage
+from ..backoff import Backoff
+from ..storage import REDIS_ERRORS, Storage, describe_error
 from .config import WorkerConfig
 
 log = logging.getLogger("taskfire.server")
@@ -63,6 +64,8 @@ class Server:
         self.started_ms = int(time.time() * 1000)
         self._context = multiprocessing.get_context("fork")
         self.quiet_event = self._context.Event()  # shared with the worker processes
+        self.stop_level = self._context.RawValue("i", 0)  # shared: 1 stop gracefully, 2 stop at once
+        self.beats = Backoff(f"server {self.id} heartbeat", describe_error)
 
     @property
     def quiet(self) -> bool:
@@ -80,13 +83,14 @@ class Server:
             for slot in self.slots:
                 self._tend(slot, now)
             if now >= next_beat:
-                next_beat = now + (self.config.heartbeat_interval if self._beat() else 1.0)
+                next_beat = now + self._beat()
             self.stop_requested.wait(0.1)
         self._stop_workers()
         try:
             self.storage.remove_server(self.id)
-        except TRANSIENT_ERRORS:
-            pass
+        except REDIS_ERRORS as exc:
+            log.warning("server %s: could not remove itself from the servers list (%s); another server's "
+                        "heartbeat will", self.id, exc)
         log.info("server %s stopped", self.id)
         return 0
 
@@ -121,7 +125,8 @@ class Server:
         slot.process.start()
         slot.started = now
 
-    def _beat(self) -> bool:
+    def _beat(self) -> float:
+        """Beats; returns the seconds until the next beat (sooner after a failure)."""
         pids = ",".join(str(s.process.pid) for s in self.slots if s.process is not None)
         facts = {
             "host": socket.gethostname(), "pid": str(os.getpid()), "name": self.config.server_name,
@@ -132,16 +137,16 @@ class Server:
         }
         try:
             _, dead, quiet_requested = self.storage.heartbeat(self.id, int(self.config.server_timeout * 1000), facts)
-        except TRANSIENT_ERRORS as exc:
-            log.warning("server %s: heartbeat failed (%s)", self.id, exc)
-            return False
+        except Exception as exc:  # any error at all: the supervisor must outlive it
+            return self.beats.failed(exc)
+        self.beats.ok()
         if quiet_requested and not self.quiet:
             self._go_quiet("an operator asked")
-            return False  # beat again soon, to show the quiet state
+            return 0.1  # beat again soon, to show the quiet state
         for other in dead:
             log.warning("server %s: server %s stopped beating and was removed; its jobs are "
                         "requeued as their leases lapse", self.id, other)
-        return True
+        return self.config.heartbeat_interval
 
     def _go_quiet(self, why: str) -> None:
         """Takes no new job from now on; running jobs finish. Until SIGTERM/SIGINT."""
@@ -153,10 +158,12 @@ class Server:
             if slot.process is not None:
                 try:
                     self.storage.wake_worker(f"{self.id}/{slot.index}")
-                except TRANSIENT_ERRORS:
-                    pass
+                except REDIS_ERRORS:
+                    pass  # it notices at its next idle wait's end instead
 
     def _signal_workers(self) -> None:
+        """Tells each worker process to read the stop level (SIGINT: the server's word;
+        a worker takes SIGTERM as an operator's)."""
         for slot in self.slots:
             if slot.process is not None and slot.process.is_alive():
                 try:

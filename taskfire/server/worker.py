@@ -35,7 +35,7 @@ from ..filters import pipeline
 from ..job import default_client, registry
 from ..state_changer import StateChanger, transition_for
 from ..states import PROCESSING, Enqueued, Failed, State
-from ..storage import TRANSIENT_ERRORS, FetchedJob, FetchRequest, Storage
+from ..storage import REDIS_ERRORS, FetchedJob, FetchRequest, Storage, describe_error
 from .config import WorkerConfig
 from .finisher import Finished, Finisher
 from .metrics import JobMetrics
@@ -87,6 +87,7 @@ class WorkerProcess:
         self.metrics = JobMetrics()
         self.performer = Performer(worker_id, config.modules, self.metrics, lambda: self.client, self.storage)
         self.finisher = Finisher(self._store_outcomes)
+        self.outcomes = Backoff(f"worker {worker_id} storing outcomes", describe_error)  # one sender at a time
         self.wake_keys = self.storage.wake_keys(worker_id, config.queue_names)
 
     def request(self, max_jobs: int, pass_wake: bool = True) -> FetchRequest:
@@ -132,8 +133,8 @@ class WorkerProcess:
     def _shutdown(self) -> None:
         try:
             self.storage.wake_worker(self.id)  # ends the fetch loop's wait
-        except TRANSIENT_ERRORS:
-            pass
+        except REDIS_ERRORS:
+            pass  # it ends at its idle wait's end instead
         # A fetch in flight hands its jobs out before the executors' stop sentinels, so
         # they are given back at once rather than after the shutdown timeout.
         with self.lock:
@@ -161,11 +162,11 @@ class WorkerProcess:
         self.exiting.set()
         try:
             self.storage.forget_worker(self.id)
-        except TRANSIENT_ERRORS:
-            pass
+        except REDIS_ERRORS:
+            pass  # a wake-up list of at most one token, left behind
         try:
             self.metrics.flush(self.storage)
-        except TRANSIENT_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             log.warning("worker %s: job metrics of its last %.0f s lost (%s)", self.id,
                         self.config.metrics_interval, exc)
         log.info("worker %s stopped (%d job(s) returned to their queue)", self.id, len(left_behind))
@@ -173,7 +174,7 @@ class WorkerProcess:
     # -- fetch -----------------------------------------------------------------------
 
     def _fetch_loop(self) -> None:
-        backoff = Backoff(f"worker {self.id} fetch")
+        backoff = Backoff(f"worker {self.id} fetch", describe_error)
         batch = None  # the last fetch, when it found nothing: wait before fetching again
         while not self.stopping.is_set():
             with self.lock:
@@ -199,13 +200,9 @@ class WorkerProcess:
                     for j in batch.jobs:
                         self.handoff.put(j)
                     batch = None
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:  # Redis's trouble or a bug: logged once, tried again
                 batch = None
                 backoff.wait(exc, self.stopping)
-            except Exception:
-                batch = None
-                log.exception("worker %s: fetch failed", self.id)
-                self.stopping.wait(1.0)
 
     def _hold(self, jobs: list[FetchedJob]) -> None:
         with self.lock:
@@ -284,27 +281,19 @@ class WorkerProcess:
         one script call, retrying while Redis is away (until the process exits). A call
         Redis refuses is repeated one outcome at a time, so one bad change harms no other."""
         request = self.request(sum(o.wants_next for o in group), pass_wake=False)
-        backoff = Backoff(f"worker {self.id} storing {len(group)} outcome(s)")
         while True:
             try:
                 results, fetched = self.storage.finish([o.change for o in group], request)
                 break
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:
+                if not describe_error(exc).transient:  # this call's own data: trying again cannot help
+                    self._refused(group, exc)
+                    return
                 if self.exiting.is_set():
                     self._let_go(*(o.job for o in group))
                     return
-                backoff.wait(exc, self.exiting)
-            except Exception:
-                if len(group) > 1:
-                    for o in group:
-                        self._store_outcomes([o])
-                    return
-                job = group[0].job
-                log.exception("job %s (%s): Redis refused its outcome; it runs again when its lease lapses",
-                              job.id, job.fn)
-                self._let_go(job)
-                return
-        backoff.ok()
+                self.outcomes.wait(exc, self.exiting)  # Redis away, full, read-only...: until it is back
+        self.outcomes.ok()
         jobs = iter(fetched.jobs)
         with self.lock:
             for o, (code, old) in zip(group, results, strict=True):
@@ -316,6 +305,17 @@ class WorkerProcess:
                         self.held[o.next_job.id] = Held(o.next_job)
             if self.stopping.is_set():
                 self.lock.notify_all()  # the shutdown waits for `held` to empty
+
+    def _refused(self, group: list[Finished], exc: Exception) -> None:
+        """A call Redis refused for what it carried: each outcome is tried alone."""
+        if len(group) > 1:
+            for o in group:
+                self._store_outcomes([o])
+            return
+        job = group[0].job
+        log.error("job %s (%s): Redis refused its outcome; it runs again when its lease lapses", job.id, job.fn,
+                  exc_info=exc)
+        self._let_go(job)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """The process's event loop for async jobs, started on first use."""
@@ -361,7 +361,7 @@ class WorkerProcess:
         try:
             self.storage.transition(transition_for(h.job.id, state, (PROCESSING,), token=h.job.token,
                                                    fields=fields, elected=elected))
-        except TRANSIENT_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             log.warning("job %s: its timeout could not be stored (%s); its lease will lapse", h.job.id, exc)
         log.error("job %s (%s) ran past its timeout and ignored cancellation: replacing worker process %d; "
                   "its other running jobs go back to their queue", h.job.id, h.job.fn, os.getpid())
@@ -372,7 +372,7 @@ class WorkerProcess:
         try:
             self.storage.transition(transition_for(
                 job.id, Enqueued(front=True, reason=reason), (PROCESSING,), token=job.token))
-        except TRANSIENT_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             log.warning("job %s could not be requeued (%s); it will be when its lease lapses", job.id, exc)
         self._let_go(job)
 
@@ -393,18 +393,21 @@ class WorkerProcess:
 
     def _flush_metrics(self) -> None:
         """Adds this process's counts to Redis every `metrics_interval` (and once more at
-        shutdown): one round trip, however many jobs ran."""
+        shutdown): one round trip, however many jobs ran. Counts Redis refuses are kept
+        for the next flush."""
+        backoff = Backoff(f"worker {self.id} metrics", describe_error)
         while not self.exiting.wait(self.config.metrics_interval):
             try:
                 self.metrics.flush(self.storage)
-            except TRANSIENT_ERRORS as exc:
-                log.debug("worker %s: job metrics not flushed (%s); kept for the next try", self.id, exc)
+                backoff.ok()
+            except Exception as exc:
+                backoff.failed(exc)  # the next try is the next interval's
 
     # -- leases ----------------------------------------------------------------------
 
     def _keep_leases(self) -> None:
         parent = os.getppid()
-        backoff = Backoff(f"worker {self.id} leases")
+        backoff = Backoff(f"worker {self.id} leases", describe_error)
         while not self.exiting.wait(self.config.lease_timeout / 4):
             if os.getppid() != parent:
                 self.stop("its server process is gone")
@@ -415,7 +418,7 @@ class WorkerProcess:
             try:
                 lost, cancel = self.storage.extend_leases(self.lease_ms, leases)
                 backoff.ok()
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:
                 backoff.wait(exc, self.exiting)
                 continue
             with self.lock:
