@@ -6,6 +6,15 @@ heartbeat also removes servers that stopped beating. On SIGTERM or SIGINT it tel
 workers to stop gracefully; a second signal tells them to stop at once. On SIGTSTP, or
 when an operator asks (`taskfire server quiet ID`), it goes quiet before a deploy: running
 jobs finish, no new job is taken, no dead process is replaced, until it is stopped.
+
+A signal sent to the whole process group (systemd's default `KillMode=control-group`,
+`kill -TERM -PGID`, Ctrl-C) reaches the worker processes as well as the server, and the
+server passes its own on: each worker counts the signals it got itself and the ones the
+server got (its stop level, shared with the workers, who read it when the server sends
+them SIGINT) and obeys the larger count, so one delivery to the group is one graceful
+stop, not two signals that mean "hurry".
+
+The heartbeat, like every loop of the workers, survives any Redis error (backoff.py).
 """
 
 from __future__ import annotations
@@ -31,9 +40,10 @@ log = logging.getLogger("taskfire.server")
 CRASH_WINDOW = 2.0
 
 
-def _run_worker_process(config: WorkerConfig, worker_id: str, quiet: Any, client_factory: Callable[[], Any]) -> None:
+def _run_worker_process(config: WorkerConfig, worker_id: str, quiet: Any, stop_level: Any,
+                        client_factory: Callable[[], Any]) -> None:
     from .worker import WorkerProcess
-    code = WorkerProcess(config, worker_id, quiet, client_factory).run()
+    code = WorkerProcess(config, worker_id, quiet, client_factory, stop_level).run()
     logging.shutdown()
     os._exit(code)  # threads still running a job are ended with the process
 
@@ -99,7 +109,8 @@ class Server:
         if self.signals == 1:
             log.info("server %s: %s received, stopping gracefully (again to stop at once)",
                      self.id, signal.Signals(signum).name)
-        self._signal_workers()  # the second signal makes workers hurry
+        self.stop_level.value = min(self.signals, 2)
+        self._signal_workers()  # they read the stop level: the second signal makes them hurry
         self.stop_requested.set()
 
     def _tend(self, slot: Slot, now: float) -> None:
@@ -120,7 +131,8 @@ class Server:
             return  # a quiet server replaces no process: it is on its way out
         worker_id = f"{self.id}/{slot.index}"
         slot.process = self._context.Process(target=_run_worker_process,
-                                             args=(self.config, worker_id, self.quiet_event, self.client_factory),
+                                             args=(self.config, worker_id, self.quiet_event, self.stop_level,
+                                                   self.client_factory),
                                              name=f"taskfire-worker-{slot.index}", daemon=False)
         slot.process.start()
         slot.started = now
@@ -167,7 +179,7 @@ class Server:
         for slot in self.slots:
             if slot.process is not None and slot.process.is_alive():
                 try:
-                    os.kill(slot.process.pid, signal.SIGTERM)
+                    os.kill(slot.process.pid, signal.SIGINT)
                 except ProcessLookupError:
                     pass
 

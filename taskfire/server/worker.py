@@ -67,7 +67,8 @@ class WorkerProcess:
     that `job.enqueue(...)` uses inside them); by default, this process's newest."""
 
     def __init__(self, config: WorkerConfig, worker_id: str, quiet: Any = None,
-                 client_factory: Callable[[], Any] = default_client) -> None:
+                 client_factory: Callable[[], Any] = default_client, stop_level: Any = None) -> None:
+        """`stop_level`: the server's (a shared int: 1 stop gracefully, 2 at once)."""
         self.config = config
         self.id = worker_id
         self.quiet = quiet if quiet is not None else threading.Event()  # set: take no new job
@@ -78,6 +79,8 @@ class WorkerProcess:
         self.stopping = threading.Event()  # no new jobs
         self.exiting = threading.Event()   # the process is about to end
         self.hurry = threading.Event()     # a second stop signal: do not wait for jobs
+        self.signals = 0                   # SIGTERMs this process got itself
+        self.stop_level = stop_level
         self.held: dict[str, Held] = {}
         self.lock = threading.Condition()
         self.idle = config.threads
@@ -97,8 +100,9 @@ class WorkerProcess:
     # -- the process -----------------------------------------------------------------
 
     def run(self) -> int:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which tells us
+        signal.signal(signal.SIGINT, self._on_server_word)
         signal.signal(signal.SIGTERM, self._on_stop_signal)
+        self._on_server_word(signal.SIGINT, None)  # a stop that came before the handlers
         threads = [threading.Thread(target=self._execute_loop, name=f"executor-{i}", daemon=True)
                    for i in range(self.config.threads)]
         self.fetcher = threading.Thread(target=self._fetch_loop, name="fetch", daemon=True)
@@ -124,11 +128,26 @@ class WorkerProcess:
             self.stopping.set()
 
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
-        if self.stopping.is_set():
+        """SIGTERM: an operator's, sent to this process or to its whole process group."""
+        self.signals += 1
+        self._obey(signal.Signals(signum).name)
+
+    def _on_server_word(self, signum: int, frame: Any) -> None:
+        """SIGINT: the server's word that its stop level changed (Ctrl-C sends one to the
+        whole group too, and the server's own follows)."""
+        self._obey("its server is stopping")
+
+    def _obey(self, why: str) -> None:
+        """Stops as the larger count of stop signals says: this process's own SIGTERMs or
+        its server's signals. A signal to the whole group counts once in each, so once."""
+        level = max(self.signals, self.stop_level.value if self.stop_level is not None else 0)
+        if level >= 2 and not self.hurry.is_set():
+            log.info("worker %s: stopping at once (second stop signal)", self.id)
             self.hurry.set()
             with self.lock:
                 self.lock.notify_all()
-        self.stop(signal.Signals(signum).name)
+        if level >= 1:
+            self.stop(why)
 
     def _shutdown(self) -> None:
         try:
