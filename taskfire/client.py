@@ -24,6 +24,8 @@ from .storage.keys import DEFAULT_PREFIX
 __all__ = ["Taskfire", "DEFAULT_URL", "DEFAULT_PREFIX", "default_client", "new_job_id", "transition_for"]
 
 DEFAULT_RETENTION = timedelta(days=1)
+#: Seconds a call to Redis may take (TASKFIRE_TIMEOUT).
+DEFAULT_TIMEOUT = 5.0
 
 #: `change_state(..., result=NO_RESULT)`: store no result.
 NO_RESULT: Any = object()
@@ -56,13 +58,18 @@ class Taskfire:
                 at most wait_timeout_ms, default 1000), else raise ReplicationTimeout: an
                 acknowledged job then survives a failover. TASKFIRE_WAIT_REPLICAS and
                 TASKFIRE_WAIT_TIMEOUT_MS; default 0, no wait
+    timeout     seconds any call to Redis may take (TASKFIRE_TIMEOUT, default 5). An
+                enqueue gives up after it, its retries after a dropped connection
+                included, and raises EnqueueError with the ids of the jobs that may have
+                been stored (a hung Redis may store them later); `e.retry()` sends them
+                again without making duplicates
 
     The most recently created client is the one `job.enqueue(...)` uses.
     """
 
     def __init__(self, url: str | None = None, *, prefix: str | None = None,
                  retention: timedelta | float | None = None, wait_replicas: int | None = None,
-                 wait_timeout_ms: int | None = None) -> None:
+                 wait_timeout_ms: int | None = None, timeout: float | None = None) -> None:
         url = url or os.environ.get("TASKFIRE_REDIS_URL") or DEFAULT_URL
         self.embedded = None
         if url == "embedded":
@@ -80,8 +87,12 @@ class Taskfire:
             wait_replicas = _number_from_env("TASKFIRE_WAIT_REPLICAS", 0)
         if wait_timeout_ms is None:
             wait_timeout_ms = _number_from_env("TASKFIRE_WAIT_TIMEOUT_MS", 1000)
+        if timeout is None:
+            timeout = _number_from_env("TASKFIRE_TIMEOUT", DEFAULT_TIMEOUT, float)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < 3600:
+            raise ConfigError(f"timeout must be a number of seconds between 0 and 3600, not {timeout!r}")
         self.storage = Storage(url, self.prefix, retention_s=int(seconds), wait_replicas=wait_replicas,
-                               wait_timeout_ms=wait_timeout_ms)
+                               wait_timeout_ms=wait_timeout_ms, socket_timeout=float(timeout))
         self.creator = Creator(self.storage)
         self.changer = StateChanger(self.storage)
         self.recurring = RecurringJobs(self.storage)

@@ -135,7 +135,8 @@ def connect(url: str, *, socket_timeout: float) -> redis.Redis | RedisCluster:
     """A client for `url`: redis.Redis for one server or a Sentinel-watched primary,
     RedisCluster for a cluster. Only a cluster client talks to the server here (to learn
     the slots); the others connect on first use."""
-    options: dict[str, Any] = dict(socket_timeout=socket_timeout, socket_connect_timeout=5, socket_keepalive=True)
+    options: dict[str, Any] = dict(socket_timeout=socket_timeout, socket_connect_timeout=min(5.0, socket_timeout),
+                                   socket_keepalive=True)
     scheme = url.partition("://")[0].lower()
     if scheme == "unix":  # TCP keepalive means nothing on a unix socket (redis-py refuses it)
         options.pop("socket_keepalive")
