@@ -72,7 +72,8 @@ def decode_args(raw: bytes) -> tuple[list[Any], dict[str, Any]]:
     try:
         return _args_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise PayloadError(f"the job's stored arguments are corrupt and cannot be decoded ({exc})") from None
+        raise PayloadError(f"the job's stored arguments (field 'args') are corrupt and cannot be decoded "
+                           f"({exc})") from None
 
 
 def encode_result(value: Any) -> tuple[bytes, str | None]:

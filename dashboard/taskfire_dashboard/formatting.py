@@ -11,7 +11,10 @@ def when(ts: float | None) -> str:
     """A time (epoch seconds) in UTC, or a dash."""
     if not ts:
         return "—"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (ValueError, OverflowError, OSError):
+        return f"{ts:.0f} s after the epoch (past year 9999)"
 
 
 def duration(seconds: float) -> str:

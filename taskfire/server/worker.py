@@ -12,9 +12,14 @@
                period; a job whose lease was taken away is told through its
                cancellation token
     metrics    adds the process's run-time and retry counts to Redis every few seconds
-    shutdown   on SIGTERM: no new fetches, cancellation tokens fire, running jobs get
-               `shutdown_timeout` seconds, then whatever is left goes back to the front
-               of its queue
+    shutdown   on SIGTERM, or when its server says so: no new fetches, cancellation
+               tokens fire, running jobs get `shutdown_timeout` seconds, then whatever
+               is left goes back to the front of its queue; a second stop (see server.py
+               for how signals to the whole process group count) gives them back at once
+
+Every loop survives any error, Redis's or ours, with a backoff and one log line per
+change of state (backoff.py); a job that taskfire itself cannot run (a corrupt record)
+fails with the reason, and its thread takes the next job.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from ..storage import REDIS_ERRORS, FetchedJob, FetchRequest, Storage, describe_
 from .config import WorkerConfig
 from .finisher import Finished, Finisher
 from .metrics import JobMetrics
-from .performer import Outcome, Performer
+from .performer import Outcome, Performer, failure
 from .scheduler import RecurringScheduler
 
 log = logging.getLogger("taskfire.worker")
@@ -237,10 +242,28 @@ class WorkerProcess:
             if job is None:
                 return
             while job is not None:
-                job = self._run_one(job)
+                job = self._run_safely(job)
             with self.lock:
                 self.idle += 1
                 self.lock.notify_all()
+
+    def _run_safely(self, job: FetchedJob) -> FetchedJob | None:
+        """Runs a job; if taskfire itself fails on it (a bug, a record it cannot read),
+        the job fails with that reason and the thread goes on to its next job."""
+        try:
+            return self._run_one(job)
+        except Exception as exc:
+            log.exception("job %s (%s): taskfire failed to run it; it fails", job.id, job.fn)
+            held = self.held.get(job.id)
+            if held is None:
+                return None
+            try:
+                return self._finish(job, held, Outcome(failure(exc), [], {}), fetch_next=True)
+            except Exception:
+                log.exception("job %s: its failure could not be stored either; it runs again when its lease "
+                              "lapses", job.id)
+                self._let_go(job)
+                return None
 
     def _run_one(self, job: FetchedJob) -> FetchedJob | None:
         """Runs a held job and stores its outcome; returns the next job, if one came back."""
