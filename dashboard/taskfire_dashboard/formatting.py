@@ -6,6 +6,9 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+#: The most of a value a page shows (a 20 MB argument would make a 20 MB page).
+PRETTY_LIMIT = 20_000
+
 
 def when(ts: float | None) -> str:
     """A time (epoch seconds) in UTC, or a dash."""
@@ -28,8 +31,15 @@ def duration(seconds: float) -> str:
 
 
 def pretty(value: Any) -> str:
-    """A value as indented JSON (its repr when JSON cannot say it)."""
+    """A value as indented JSON (its repr when JSON cannot say it), its first
+    PRETTY_LIMIT characters when it is longer (`taskfire job show` prints it all)."""
     try:
-        return json.dumps(value, indent=2, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return repr(value)
+        text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        try:
+            text = repr(value)
+        except RecursionError:
+            text = "(nested too deeply to show)"
+    if len(text) <= PRETTY_LIMIT:
+        return text
+    return f"{text[:PRETTY_LIMIT]}\n… ({len(text) - PRETTY_LIMIT:,} more characters: taskfire job show ID prints them)"

@@ -281,10 +281,12 @@ class Storage:
     # -- queues --------------------------------------------------------------------
 
     def set_paused(self, queue: str, paused: bool) -> bool:
-        """Pauses or resumes a queue; False if it was so already. Resuming wakes idle workers."""
+        """Pauses or resumes a queue; False if it was so already. Resuming wakes idle workers.
+        Pausing makes the queue known, jobs or not (a maintenance window is prepared ahead)."""
         pipe = self.redis.pipeline(transaction=True)
         if paused:
             pipe.sadd(self.keys.paused, queue)
+            pipe.sadd(self.keys.queues, queue)
         else:
             pipe.srem(self.keys.paused, queue)
             pipe.lpush(self.keys.wake(queue), "1")
