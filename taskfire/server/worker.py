@@ -389,7 +389,10 @@ class WorkerProcess:
                     h.cancellation.cancel(TIMEOUT)
                     log.warning("job %s (%s) ran past its timeout: asking it to stop", h.job.id, h.job.fn)
                 elif now - h.timed_out >= TIMEOUT_GRACE:
-                    self._hard_stop(h)
+                    try:
+                        self._hard_stop(h)
+                    except Exception:  # (its failure is stored, or its lease lapses: either way it ends)
+                        log.exception("job %s: stopping it after its timeout failed", h.job.id)
 
     def _hard_stop(self, h: Held) -> None:
         with self.lock:

@@ -24,7 +24,9 @@ _filler = itertools.count()
 
 def fill(r: redis.Redis, headroom: int) -> list[str]:
     """Sets maxmemory `headroom` bytes above what Redis uses now, then writes keys of the
-    test's own until Redis refuses one; returns them (deleting them frees the memory)."""
+    test's own until Redis refuses one, and sets maxmemory a little under what it uses then,
+    so that it stays full whatever buffers it frees meanwhile; returns the keys (deleting
+    them frees the memory)."""
     r.config_set("maxmemory", int(r.info("memory")["used_memory"]) + headroom)
     keys = []
     while True:
@@ -32,6 +34,7 @@ def fill(r: redis.Redis, headroom: int) -> list[str]:
         try:
             r.set(key, b"x" * 20_000)
         except redis.OutOfMemoryError:
+            r.config_set("maxmemory", int(r.info("memory")["used_memory"]) - 200_000)
             return keys
         keys.append(key)
 

@@ -78,10 +78,12 @@ def test_schedules_no_date_can_hold_are_refused_and_stored_ones_still_read(tf, s
     j = tf.get_job(far)
     assert j is not None and j.due_at is None and "due" in j.unreadable
     assert [x.id for x in tf.get_jobs([near, far])] == [near, far]
-    # and the dashboard shows the Scheduled list and the job's page
+    # and the dashboard shows the Scheduled list, the retries (it waits for its second
+    # try, say) and the job's page
+    tf.storage.set_job_field(far, "retries", "1")
     app = create_app(server.url, prefix=tf.prefix)
     client = app.test_client()
-    for path in ("/jobs/state/Scheduled", f"/jobs/{far}"):
+    for path in ("/jobs/state/Scheduled", "/retries", f"/jobs/{far}"):
         page = client.get(path)
         assert page.status_code == 200, (path, page.status_code)
 
