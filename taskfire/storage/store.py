@@ -157,8 +157,9 @@ class Storage:
                 if acked < self.wait_replicas:
                     raise ReplicationTimeout([j.id for g in groups for j in g], acked, self.wait_replicas,
                                              self.wait_timeout_ms)
-            if any(isinstance(r, Exception) for r in replies):
-                raise self._not_stored(groups, replies, retry)
+            errors = [r for r in replies if isinstance(r, Exception)]
+            if errors:
+                raise self._not_stored(groups, replies, retry) from errors[0]
             return replies
         raise AssertionError("unreachable")
 

@@ -227,7 +227,7 @@ def test_filters_run_in_order_around_the_run_and_its_state_changes(tf, start_wor
     wait_state(tf, jid, "Succeeded")
     assert tf.get_job(jid).result == "ran for acme"  # type: ignore[union-attr]
     hooks = wait_for(lambda: (h := [v.decode() for v in tf.storage.redis.lrange(tf.prefix + "test:hooks", 0, -1)])
-                     and len(h) >= 12 and h, what="every hook")
+                     and len(h) >= 15 and h, what="every hook")
     assert hooks == [
         "global.performing", "first.performing", "second.performing",
         "second.performed", "first.performed", "global.performed",
