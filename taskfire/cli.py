@@ -22,6 +22,7 @@ from .errors import ConfigError, TaskfireError
 from .job import registry
 from .server import config as cfg
 from .storage import TRANSIENT_ERRORS, connection
+from .storage.faults import check_access
 
 log = logging.getLogger("taskfire")
 
@@ -70,9 +71,13 @@ def worker_config(args: argparse.Namespace, **extra: Any) -> cfg.WorkerConfig:
 
 
 def check_server(url: str, prefix: str) -> None:
-    """Refuses a redis:// URL that names a Redis Cluster node (keys outside that node's
-    slots would fail at every call); warns when Redis may evict keys: an evicted job is
-    a lost job."""
+    """Refuses what waiting cannot fix: credentials Redis refuses, a certificate it does
+    not trust, a redis:// URL that names a Redis Cluster node (keys outside that node's
+    slots would fail at every call). A Redis not up yet is waited for. Warns when Redis
+    may evict keys: an evicted job is a lost job."""
+    if not check_access(url):  # raises ConfigError on what waiting cannot fix
+        log.warning("Redis at %s does not answer yet; the workers wait for it", connection.redacted(url))
+        return
     facts = connection.server_facts(url)  # None where the server would not say
     if facts.cluster_enabled and not connection.is_cluster_url(url):
         raise ConfigError(f"{connection.redacted(url)} is a Redis Cluster node: use "
@@ -326,6 +331,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         if not sep or not user or not password:
             raise ConfigError("--basic-auth takes USER:PASSWORD")
         basic = (user, password)
+    if not check_access(url or connection.DEFAULT_URL):  # credentials or a certificate refused: ConfigError
+        log.warning("Redis at %s does not answer yet; pages fail until it does",
+                    connection.redacted(url or connection.DEFAULT_URL))
     secret = os.environ.get("TASKFIRE_DASHBOARD_SECRET") or os.urandom(32).hex()  # one per server, shared by its workers
     app = create_app(url, prefix=args.prefix, basic_auth=basic, bearer_token=args.bearer_token,
                      read_only=args.read_only, secret_key=secret)

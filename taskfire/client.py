@@ -24,9 +24,20 @@ from .storage.keys import DEFAULT_PREFIX
 __all__ = ["Taskfire", "DEFAULT_URL", "DEFAULT_PREFIX", "default_client", "new_job_id", "transition_for"]
 
 DEFAULT_RETENTION = timedelta(days=1)
+#: Seconds a call to Redis may take (TASKFIRE_TIMEOUT).
+DEFAULT_TIMEOUT = 5.0
 
 #: `change_state(..., result=NO_RESULT)`: store no result.
 NO_RESULT: Any = object()
+
+
+def checked_id(value: object, what: str = "job") -> str:
+    """An id as given to a verb, or a ConfigError saying what was given instead (None
+    from an enqueue that was never made, say)."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"a {what} id is the non-empty string taskfire returned when it was created, "
+                          f"not {value!r}")
+    return value
 
 
 def _number_from_env(name: str, default: float, kind: type[int] | type[float] = int) -> Any:
@@ -56,13 +67,18 @@ class Taskfire:
                 at most wait_timeout_ms, default 1000), else raise ReplicationTimeout: an
                 acknowledged job then survives a failover. TASKFIRE_WAIT_REPLICAS and
                 TASKFIRE_WAIT_TIMEOUT_MS; default 0, no wait
+    timeout     seconds any call to Redis may take (TASKFIRE_TIMEOUT, default 5). An
+                enqueue gives up after it, its retries after a dropped connection
+                included, and raises EnqueueError with the ids of the jobs that may have
+                been stored (a hung Redis may store them later); `e.retry()` sends them
+                again without making duplicates
 
     The most recently created client is the one `job.enqueue(...)` uses.
     """
 
     def __init__(self, url: str | None = None, *, prefix: str | None = None,
                  retention: timedelta | float | None = None, wait_replicas: int | None = None,
-                 wait_timeout_ms: int | None = None) -> None:
+                 wait_timeout_ms: int | None = None, timeout: float | None = None) -> None:
         url = url or os.environ.get("TASKFIRE_REDIS_URL") or DEFAULT_URL
         self.embedded = None
         if url == "embedded":
@@ -80,8 +96,12 @@ class Taskfire:
             wait_replicas = _number_from_env("TASKFIRE_WAIT_REPLICAS", 0)
         if wait_timeout_ms is None:
             wait_timeout_ms = _number_from_env("TASKFIRE_WAIT_TIMEOUT_MS", 1000)
+        if timeout is None:
+            timeout = _number_from_env("TASKFIRE_TIMEOUT", DEFAULT_TIMEOUT, float)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < 3600:
+            raise ConfigError(f"timeout must be a number of seconds between 0 and 3600, not {timeout!r}")
         self.storage = Storage(url, self.prefix, retention_s=int(seconds), wait_replicas=wait_replicas,
-                               wait_timeout_ms=wait_timeout_ms)
+                               wait_timeout_ms=wait_timeout_ms, socket_timeout=float(timeout))
         self.creator = Creator(self.storage)
         self.changer = StateChanger(self.storage)
         self.recurring = RecurringJobs(self.storage)
@@ -138,13 +158,13 @@ class Taskfire:
         is deleted too; while it sits in Failed, this one waits) or reaches any outcome
         (`on="finished"`: Succeeded, Deleted, or Failed after its last retry). A parent
         that has already finished releases it at once. Returns its id."""
-        return self._continue("job", parent_id, target, args, kwargs, on)
+        return self._continue("job", checked_id(parent_id), target, args, kwargs, on)
 
     def continue_batch_with(self, batch_id: str, target: JobFunction[..., Any] | str, *args: Any,
                             on: str = "succeeded", **kwargs: Any) -> str:
         """Like `continue_with`, after every member of a batch has finished; with
         `on="succeeded"` only if all of them succeeded."""
-        return self._continue("batch", batch_id, target, args, kwargs, on)
+        return self._continue("batch", checked_id(batch_id, "batch"), target, args, kwargs, on)
 
     def _continue(self, kind: str, parent: str, target: JobFunction[..., Any] | str,
                   args: tuple[Any, ...], kwargs: dict[str, Any], on: str) -> str:
@@ -155,7 +175,7 @@ class Taskfire:
         return BatchBuilder(self.creator)
 
     def get_batch(self, batch_id: str) -> Batch | None:
-        h = self.storage.monitor.read_batch(batch_id)
+        h = self.storage.monitor.read_batch(checked_id(batch_id, "batch"))
         return build_batch(batch_id, h) if h else None
 
     def list_batches(self, offset: int = 0, limit: int = 50) -> list[Batch]:
@@ -174,6 +194,7 @@ class Taskfire:
 
     def get_jobs(self, job_ids: Sequence[str]) -> list[Job | None]:
         """The records of several jobs (None for those that do not exist), in one round trip."""
+        job_ids = [checked_id(i) for i in job_ids]
         return [build_job(i, fields, history, due, [c.decode() for c in continuations], log_lines) if fields else None
                 for i, (fields, history, due, continuations, log_lines)
                 in zip(job_ids, self.storage.read_jobs(job_ids), strict=True)]
@@ -187,7 +208,7 @@ class Taskfire:
         return self.storage.monitor.job_ids_in_state(state, offset, limit, queue)
 
     def queue_lengths(self) -> dict[str, int]:
-        """Jobs waiting in each known queue (ids left by deleted jobs included)."""
+        """Jobs waiting in each known queue."""
         return self.storage.monitor.queue_lengths()
 
     # -- moving jobs ---------------------------------------------------------------
@@ -206,7 +227,7 @@ class Taskfire:
 
     def _change(self, job_id: str, state: State, expected: Sequence[str] = (),
                 unless: Sequence[str] = (), fields: dict[str, bytes | str] | None = None) -> bool:
-        return self.changer.change(job_id, state, expected, unless=unless, fields=fields).code == 1
+        return self.changer.change(checked_id(job_id), state, expected, unless=unless, fields=fields).code == 1
 
     # -- operators ------------------------------------------------------------------
 
@@ -239,10 +260,10 @@ class Taskfire:
 
     def set_job_param(self, job_id: str, name: str, value: Any) -> None:
         """Stores a named parameter on a job (msgpack-encoded; shown in its details)."""
-        self.storage.set_job_field(job_id, param_field(name), encode_value(name, value))
+        self.storage.set_job_field(checked_id(job_id), param_field(name), encode_value(name, value))
 
     def get_job_param(self, job_id: str, name: str, default: Any = None) -> Any:
-        raw = self.storage.get_job_field(job_id, param_field(name))
+        raw = self.storage.get_job_field(checked_id(job_id), param_field(name))
         return default if raw is None else decode_value(raw)
 
     def delete(self, job_id: str, reason: str = "Deleted by request") -> bool:
@@ -257,7 +278,7 @@ class Taskfire:
         ignores the request it runs on. False if the job is in none of those states."""
         if self._change(job_id, Deleted(reason="Cancelled by request"), (ENQUEUED, SCHEDULED, AWAITING)):
             return True
-        return self.storage.request_cancel(job_id)
+        return self.storage.request_cancel(checked_id(job_id))
 
     def requeue(self, job_id: str, reason: str = "Requeued by request") -> bool:
         """Enqueues a job again, from any state, to run from the start. Its retry count

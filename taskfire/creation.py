@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 import msgspec
 
 from .controls import JobControls
-from .errors import ConfigError
+from .errors import ConfigError, EnqueueError
 from .filters import CreatedContext, CreatingContext, global_filters, pipeline, run_created, run_creating
 from .job import JobFunction, JobOptions, registry
 from .payload import encode_args, encode_value, param_field
@@ -114,7 +114,8 @@ class Creator:
     def create_many(self, target: JobFunction[..., Any] | str,
                     calls: Iterable[tuple[Any, ...] | dict[str, Any]]) -> list[str]:
         """One job per call (positional arguments as a tuple, keyword ones as a dict);
-        every call is checked before any job is stored."""
+        every call is checked before any job is stored. If not all are stored (a Redis
+        that filled up half-way), EnqueueError says which were."""
         jf = resolve(target)
         made = []
         for call in calls:
@@ -125,7 +126,14 @@ class Creator:
             else:
                 raise TypeError(f"enqueue_many takes tuples of positional or dicts of keyword "
                                 f"arguments, not {type(call).__name__}: {call!r}")
-        pending = self.storage.create([new for new, _ in made])
+        try:
+            pending = self.storage.create([new for new, _ in made])
+        except EnqueueError as exc:  # some chunks stored: their on_created runs all the same
+            stored = set(exc.stored)
+            for new, created in made:
+                if created and new.id in stored:
+                    created()
+            raise
         for new, created in made:
             if created and new.id not in pending:
                 created()

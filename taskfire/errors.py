@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 
 class TaskfireError(Exception):
     """Base class of taskfire's own errors."""
@@ -49,3 +51,41 @@ class ReplicationTimeout(TaskfireError):
         super().__init__(f"job {shown} stored on the primary, but only {acknowledged} of {wanted} replica(s) "
                          f"acknowledged it within {timeout_ms} ms (WAIT): it would be lost if the primary "
                          f"failed before replicating it")
+
+
+class EnqueueError(TaskfireError):
+    """Jobs were not all stored; the error says which were, which were not, and which may
+    have been (a call that got no answer: Redis hung, or the connection dropped on the
+    way back):
+
+        stored        ids of jobs in Redis: they will run
+        not_stored    ids of jobs Redis refused (a full Redis, wrong credentials)
+        maybe_stored  ids of jobs that may or may not be in Redis
+        retry()       sends again the jobs not known to be stored, under the same ids:
+                      creating is idempotent per id, so none is stored twice. Raises
+                      EnqueueError again if they still are not all stored.
+
+    Enqueueing the same call again instead (a new id) would run a maybe-stored job twice."""
+
+    def __init__(self, problem: str, stored: list[str], not_stored: list[str], maybe_stored: list[str],
+                 retry: Callable[[], object]) -> None:
+        self.stored = stored
+        self.not_stored = not_stored
+        self.maybe_stored = maybe_stored
+        self._retry = retry
+        parts = []
+        if maybe_stored:
+            parts.append(f"{_ids(maybe_stored)} may have been stored")
+        if not_stored:
+            parts.append(f"{_ids(not_stored)} {'was' if len(not_stored) == 1 else 'were'} not stored")
+        if stored:
+            parts.append(f"{len(stored):,} stored")
+        super().__init__(f"{'; '.join(parts)}: {problem}. e.retry() sends the jobs not known to be stored "
+                         f"again under the same ids, which stores each at most once")
+
+    def retry(self) -> None:
+        self._retry()
+
+
+def _ids(ids: list[str]) -> str:
+    return f"job {ids[0]}" if len(ids) == 1 else f"{len(ids):,} jobs ({ids[0]}, ...)"

@@ -63,11 +63,17 @@ class JobOptions(msgspec.Struct, frozen=True, omit_defaults=True):
 
 def job_name(fn: Callable[..., Any]) -> str:
     qualname = getattr(fn, "__qualname__", "")
+    module = getattr(fn, "__module__", None)
     if "<locals>" in qualname or "<lambda>" in qualname:
         raise ConfigError(
             f"@job cannot register {qualname!r}: a job must be a module-level function, "
             f"so that a worker can find it by name")
-    return f"{fn.__module__}:{qualname}"
+    if not qualname or not module:
+        raise ConfigError(
+            f"@job cannot register {fn!r}: it has no module-level name a worker could find it by "
+            f"(a functools.partial or a callable object has none); decorate a module-level function, "
+            f"or name it: @job(name='package.module:function')")
+    return f"{module}:{qualname}"
 
 
 class JobFunction(Generic[P, R]):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import re
 import typing
+from datetime import datetime
 from typing import Any, Callable, Sequence
 
 import msgspec
@@ -36,50 +37,80 @@ def param_field(name: str) -> str:
     return PARAM_PREFIX + name
 
 
+#: What msgspec raises for a value it cannot encode (RecursionError: nested too deeply).
+_UNENCODABLE = (TypeError, ValueError, OverflowError, RecursionError)
+
+
 def encode_args(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                 signature: inspect.Signature | None = None) -> bytes:
-    """Encodes a call's arguments, or raises TypeError naming the one that cannot be."""
+    """Encodes a call's arguments, or raises TypeError naming the one that cannot be.
+
+    A naive datetime is refused: msgpack would carry it as a string (an aware one travels
+    as a timestamp and arrives as a datetime), and a worker elsewhere could not tell its
+    time zone anyway."""
+    naive = _naive_datetimes(args, kwargs)
+    if naive:
+        key, value = naive[0]
+        raise TypeError(f"cannot enqueue {name}: argument {_label(key, signature)} is a naive datetime "
+                        f"({value.isoformat()}), which has no time zone and would arrive as a string: pass "
+                        f"an aware one, e.g. datetime.now(timezone.utc) or dt.replace(tzinfo=timezone.utc)")
     try:
         return _encoder.encode((args, kwargs))
-    except (TypeError, ValueError, OverflowError) as whole:
+    except _UNENCODABLE as whole:
         labels = _argument_labels(args, kwargs, signature)
         for label, value in labels:
             try:
                 _encoder.encode(value)
-            except (TypeError, ValueError, OverflowError) as exc:
+            except _UNENCODABLE as exc:
                 raise TypeError(
                     f"cannot enqueue {name}: argument {label} of type {type(value).__name__} "
                     f"cannot be stored ({exc}). Job arguments must be plain data (str, int, "
-                    f"float, bool, None, bytes, datetime, list, dict, dataclass, msgspec.Struct); "
+                    f"float, bool, None, bytes, aware datetime, list, dict, dataclass, msgspec.Struct); "
                     f"pass an id and load the object inside the job."
                 ) from None
         raise TypeError(f"cannot enqueue {name}: its arguments cannot be stored ({whole})") from None
 
 
+def _naive_datetimes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[int | str, datetime]]:
+    """The arguments (positions or names) that are naive datetimes, looked at one level
+    deep: a check per argument, never a walk through nested data."""
+    found: list[tuple[int | str, datetime]] = []
+    for i, v in enumerate(args):
+        if isinstance(v, datetime) and v.tzinfo is None:
+            found.append((i, v))
+    for k, v in kwargs.items():
+        if isinstance(v, datetime) and v.tzinfo is None:
+            found.append((k, v))
+    return found
+
+
+def _label(key: int | str, signature: inspect.Signature | None) -> str:
+    if isinstance(key, str):
+        return repr(key)
+    names = [p.name for p in signature.parameters.values()
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)] if signature is not None else []
+    return f"{names[key]!r} (position {key})" if key < len(names) else f"at position {key}"
+
+
 def _argument_labels(args: tuple[Any, ...], kwargs: dict[str, Any],
                      signature: inspect.Signature | None) -> list[tuple[str, Any]]:
-    names: list[str] = []
-    if signature is not None:
-        names = [p.name for p in signature.parameters.values()
-                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    labels = [(f"{names[i]!r} (position {i})" if i < len(names) else f"at position {i}", v)
-              for i, v in enumerate(args)]
-    labels += [(repr(k), v) for k, v in kwargs.items()]
-    return labels
+    keyed: list[tuple[int | str, Any]] = [*enumerate(args), *kwargs.items()]
+    return [(_label(key, signature), value) for key, value in keyed]
 
 
 def decode_args(raw: bytes) -> tuple[list[Any], dict[str, Any]]:
     try:
         return _args_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise PayloadError(f"the job's stored arguments are corrupt and cannot be decoded ({exc})") from None
+        raise PayloadError(f"the job's stored arguments (field 'args') are corrupt and cannot be decoded "
+                           f"({exc})") from None
 
 
 def encode_result(value: Any) -> tuple[bytes, str | None]:
     """The result as msgpack; if it cannot be encoded, its repr and a note saying so."""
     try:
         return _encoder.encode(value), None
-    except (TypeError, ValueError, OverflowError) as exc:
+    except _UNENCODABLE as exc:
         text = repr(value)[:RESULT_REPR_LIMIT]
         return _encoder.encode(text), f"the return value could not be stored ({exc}); its repr was kept"
 

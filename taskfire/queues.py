@@ -2,7 +2,7 @@
 delete every job in a state. Each runs server-side in bounded slices (bulk.lua): no call
 holds Redis for long, and none costs a round trip per job.
 
-    tf.queues.pause("critical")          # keeps accepting jobs; no worker takes from it
+    tf.queues.pause("critical")          # keeps accepting jobs; no worker takes from it (even before its first)
     tf.queues.resume("critical")         # idle workers wake at once
     tf.queues.list()                     # length, paused, oldest job's age, jobs in/out
     tf.queues.move("default", "low")     # every waiting job, in order
@@ -36,7 +36,7 @@ class BulkResult(NamedTuple):
 
 class QueueInfo(msgspec.Struct, frozen=True):
     name: str
-    length: int                       # ids waiting (stale ones of deleted jobs included)
+    length: int                       # jobs waiting
     paused: bool
     oldest_enqueued_at: datetime | None  # when the next job to run was created
     jobs_in: int                      # jobs that entered the queue, ever
@@ -86,8 +86,9 @@ class Queues:
 
     def pause(self, name: str) -> bool:
         """Stops every worker taking from the queue (it keeps accepting jobs); False if it
-        was paused already."""
-        return self.storage.set_paused(self._known(name), True)
+        was paused already. A queue no job has used yet can be paused too, ahead of a
+        maintenance window: it is listed from then on."""
+        return self.storage.set_paused(check_queue_name(name), True)
 
     def resume(self, name: str) -> bool:
         """Lets workers take from the queue again, waking idle ones at once."""

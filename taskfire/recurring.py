@@ -153,6 +153,9 @@ class RecurringJobs:
             fields.update(created=str(now), enabled="1")
         reschedule = created is None or error is not None or (cron_was, tz_was) != (schedule.expr, schedule.tz)
         next_ms = schedule.next_ms(now) if enabled != "0" else None
+        if next_ms is None and enabled != "0":  # shown by get, list and the dashboard as its error
+            fields["error"] = (f"its schedule {schedule.expr!r} never fires: no date matches it; it runs only "
+                               f"when triggered")
         self.store.save(recurring_id, fields, next_ms, reschedule and enabled != "0")
 
     def trigger(self, recurring_id: str) -> str | None:

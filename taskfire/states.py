@@ -8,7 +8,9 @@ states; a state whose `final` is true starts the retention clock.
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
@@ -26,6 +28,9 @@ AWAITING = "Awaiting"
 
 #: States in which a job is done: it expires after the retention period.
 FINAL_STATES = frozenset({SUCCEEDED, DELETED})
+
+#: The latest time a job may be scheduled for: a datetime cannot hold a later one.
+LATEST_DUE = datetime(9999, 12, 31, tzinfo=timezone.utc)
 
 _QUEUE_NAME = re.compile(r"^[a-z0-9_-]{1,100}$")
 _STATE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
@@ -96,18 +101,29 @@ class Scheduled(State, frozen=True):
     def __post_init__(self) -> None:
         if (self.at is None) == (self.delay is None):
             raise ConfigError("Scheduled needs exactly one of at= or delay=")
-        if self.at is not None and self.at.tzinfo is None:
-            raise ConfigError("Scheduled(at=...) needs an aware datetime, e.g. datetime.now(timezone.utc)")
-        if self.delay is not None and self.delay < 0:
-            raise ConfigError("Scheduled(delay=...) must not be negative")
+        if self.at is not None and (not isinstance(self.at, datetime) or self.at.tzinfo is None):
+            raise ConfigError(f"Scheduled(at=...) needs an aware datetime, e.g. datetime.now(timezone.utc), "
+                              f"not {self.at!r}")
+        if self.delay is not None:
+            _check_delay(self.delay)
+        if self.at is not None:
+            try:
+                self.at.astimezone(timezone.utc)
+            except OverflowError:
+                raise ConfigError(f"Scheduled(at={self.at!r}) is past year 9999 in UTC") from None
 
     @classmethod
     def when(cls, when: datetime | timedelta | float, reason: str | None = None) -> Scheduled:
+        """`when`: an aware datetime, a timedelta, or seconds (int or float) from now; up
+        to the end of year 9999. Anything else (a string, a bool, None, NaN) is refused."""
         if isinstance(when, datetime):
             return cls(at=when, reason=reason)
         if isinstance(when, timedelta):
             return cls(delay=when.total_seconds(), reason=reason)
-        return cls(delay=float(when), reason=reason)
+        if isinstance(when, (int, float)) and not isinstance(when, bool):
+            return cls(delay=float(when), reason=reason)
+        raise ConfigError(f"a job is scheduled at an aware datetime, after a timedelta, or after a number of "
+                          f"seconds, not {when!r} ({type(when).__name__})")
 
     def due_arg(self) -> str:
         """The script's form: "+<ms>" from the server's now, or absolute epoch ms."""
@@ -117,6 +133,16 @@ class Scheduled(State, frozen=True):
 
     def data(self) -> dict[str, Any]:
         return {}  # the script records the absolute due time
+
+
+def _check_delay(delay: float) -> None:
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or math.isnan(delay):
+        raise ConfigError(f"Scheduled(delay=...) takes a number of seconds, not {delay!r}")
+    if delay < 0:
+        raise ConfigError("Scheduled(delay=...) must not be negative")
+    if delay > LATEST_DUE.timestamp() - time.time():
+        raise ConfigError(f"a delay of {delay:g} s ends after year 9999, which no date can hold: schedule it "
+                          f"sooner (or, for never, do not schedule it)")
 
 
 class Processing(State, frozen=True):

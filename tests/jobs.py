@@ -383,3 +383,11 @@ async def async_counted(seconds: float) -> None:
 async def async_overslept() -> None:
     import asyncio
     await asyncio.sleep(30)
+
+
+@job(retries=0)
+def nap(seconds: float = 0.0) -> str:
+    """Writes nothing to Redis of its own (it runs in a full Redis): its runs are counted
+    by its record's `fetches`."""
+    time.sleep(seconds)
+    return "rested"

@@ -28,7 +28,10 @@ def when(ts: float | datetime | None, now: float | None = None) -> Markup:
     UTC time on hover and in `datetime` for app.js; a dash if there is none."""
     if ts is None or ts == 0:
         return Markup("—")
-    moment = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts, tz=timezone.utc)
+    try:
+        moment = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts, tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):  # a stored time past year 9999
+        return Markup("{:.0f} s after the epoch (past year 9999)").format(ts)
     moment = moment.astimezone(timezone.utc)
     reference = datetime.fromtimestamp(time.time() if now is None else now, tz=timezone.utc)
     relative = humanize.naturaltime(moment, when=reference)
@@ -69,11 +72,15 @@ def size(n: int | None) -> str:
 
 
 def pretty(value: Any) -> str:
-    """A value as indented JSON (its repr when JSON cannot say it)."""
+    """A value as indented JSON (its repr when JSON cannot say it); pages cut long ones
+    with `cut`."""
     try:
         return json.dumps(value, indent=2, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return repr(value)
+    except (TypeError, ValueError, RecursionError):
+        try:
+            return repr(value)
+        except RecursionError:
+            return "(nested too deeply to show)"
 
 
 def cut(text: str, limit: int = VALUE_CHARS) -> tuple[str, bool]:

@@ -17,7 +17,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import msgspec
 
 from ..context import CANCELLED, SHUTDOWN, TIMEOUT, CancellationToken, JobContext, JobStore, _current
-from ..errors import JobCancelled, JobTimeout, UnknownJobError
+from ..errors import JobCancelled, JobTimeout, PayloadError, UnknownJobError
 from ..filters import ElectStateContext, JobFilter, PerformedContext, PerformingContext, pipeline, run_election
 from ..job import JobFunction, JobOptions, registry
 from ..payload import decode_args, encode_result
@@ -46,8 +46,22 @@ def failure(exc: BaseException) -> Failed:
 
 
 def stored_options(job: FetchedJob) -> JobOptions:
-    """The options stored with a job (overrides of its function's)."""
-    return _opts_decoder.decode(job.opts) if job.opts else JobOptions()
+    """The options stored with a job (overrides of its function's); PayloadError naming
+    the field if they cannot be read."""
+    try:
+        return _opts_decoder.decode(job.opts) if job.opts else JobOptions()
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise PayloadError(f"the job's stored options (field 'opts') are corrupt and cannot be decoded "
+                           f"({exc})") from None
+
+
+def options_or_defaults(job: FetchedJob) -> JobOptions:
+    """The job's stored options, or none if they cannot be read (the run fails on them
+    in `_begin`, saying so; its timeout and retry policy are its function's)."""
+    try:
+        return stored_options(job)
+    except PayloadError:
+        return JobOptions()
 
 
 class Outcome(NamedTuple):
@@ -99,7 +113,7 @@ class Performer:
     def timeout_of(self, job: FetchedJob) -> float | None:
         """The job's timeout in seconds: stored with the job, else its function's."""
         fn = registry.get(job.fn)
-        return stored_options(job).timeout or (fn.controls.timeout if fn else None)
+        return options_or_defaults(job).timeout or (fn.controls.timeout if fn else None)
 
     def is_async(self, job: FetchedJob) -> bool:
         fn = registry.get(job.fn)
@@ -142,11 +156,15 @@ class Performer:
         run = _Run(job, registry.get(job.fn))
         fn = run.fn
         try:
+            if ":" not in job.fn:
+                raise PayloadError(f"the job's function name (field 'fn') is corrupt: {job.fn!r} is not a "
+                                   f"module:function name")
             if fn is None or fn.fn is None or fn.binder is None:
                 raise UnknownJobError(
                     f"{job.fn!r} is not a @job registered in this worker (it imported "
                     f"{', '.join(self.modules) or 'no modules'}); start the worker "
                     f"with the module that defines it")
+            stored_options(job)  # corrupt options fail the run here, saying so
             run.args, run.kwargs = fn.binder.bind(fn.name, *decode_args(job.args))
             run.context = JobContext(job.id, job.fn, job.queue, job.retries + 1, run.args, run.kwargs,
                                      self.worker_id, cancellation, self.client(), self.store)
@@ -207,7 +225,7 @@ class Performer:
             fields["result"] = data
         if not filters and error is None:
             return Outcome(candidate, [], fields)  # nothing to elect: the common case, kept cheap
-        policy = _default_policy if fn is None else fn.policy_for(stored_options(job))
+        policy = _default_policy if fn is None else fn.policy_for(options_or_defaults(job))
         election = ElectStateContext(job.id, job.fn, PROCESSING, candidate, error, job.retries)
         try:
             state = run_election([AutomaticRetry(policy), *filters], election)

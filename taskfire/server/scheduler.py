@@ -26,7 +26,7 @@ from ..creation import new_job_id
 from ..cron import Schedule, from_ms
 from ..job import registry
 from ..recurring import MAX_CATCH_UP, MISFIRE_GRACE_MS
-from ..storage import TRANSIENT_ERRORS, DueRun, Storage
+from ..storage import DueRun, Storage, describe_error
 
 log = logging.getLogger("taskfire.scheduler")
 
@@ -98,7 +98,7 @@ class RecurringScheduler:
         self.schedules: dict[tuple[str, str], Schedule] = {}
 
     def run(self) -> None:
-        backoff = Backoff(f"scheduler of {self.owner}")
+        backoff = Backoff(f"scheduler of {self.owner}", describe_error)
         while not self.stop.is_set():
             try:
                 claim = self.storage.recurring.claim(CLAIM_BATCH, CLAIM_MS)
@@ -119,11 +119,8 @@ class RecurringScheduler:
                     # Redis ends a blocking wait only on its own timer (hz), up to 100 ms
                     # late: block until shortly before the run, then sleep here.
                     self.storage.wait_for_recurring(wait - PRECISE_WAIT)
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:  # Redis's trouble (a full Redis refuses new runs) or a bug: tried again
                 backoff.wait(exc, self.stop)
-            except Exception:
-                log.exception("scheduler of %s failed; trying again in a second", self.owner)
-                self.stop.wait(1.0)
 
     def _schedule(self, cron: str, tz: str) -> Schedule:
         key = (cron, tz)

@@ -6,6 +6,15 @@ heartbeat also removes servers that stopped beating. On SIGTERM or SIGINT it tel
 workers to stop gracefully; a second signal tells them to stop at once. On SIGTSTP, or
 when an operator asks (`taskfire server quiet ID`), it goes quiet before a deploy: running
 jobs finish, no new job is taken, no dead process is replaced, until it is stopped.
+
+A signal sent to the whole process group (systemd's default `KillMode=control-group`,
+`kill -TERM -PGID`, Ctrl-C) reaches the worker processes as well as the server, and the
+server passes its own on: each worker counts the signals it got itself and the ones the
+server got (its stop level, shared with the workers, who read it when the server sends
+them SIGINT) and obeys the larger count, so one delivery to the group is one graceful
+stop, not two signals that mean "hurry".
+
+The heartbeat, like every loop of the workers, survives any Redis error (backoff.py).
 """
 
 from __future__ import annotations
@@ -20,7 +29,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from ..storage import TRANSIENT_ERRORS, Storage
+from ..backoff import Backoff
+from ..storage import REDIS_ERRORS, Storage, describe_error
 from .config import WorkerConfig
 
 log = logging.getLogger("taskfire.server")
@@ -30,9 +40,10 @@ log = logging.getLogger("taskfire.server")
 CRASH_WINDOW = 2.0
 
 
-def _run_worker_process(config: WorkerConfig, worker_id: str, quiet: Any, client_factory: Callable[[], Any]) -> None:
+def _run_worker_process(config: WorkerConfig, worker_id: str, quiet: Any, stop_level: Any,
+                        client_factory: Callable[[], Any]) -> None:
     from .worker import WorkerProcess
-    code = WorkerProcess(config, worker_id, quiet, client_factory).run()
+    code = WorkerProcess(config, worker_id, quiet, client_factory, stop_level).run()
     logging.shutdown()
     os._exit(code)  # threads still running a job are ended with the process
 
@@ -63,6 +74,8 @@ class Server:
         self.started_ms = int(time.time() * 1000)
         self._context = multiprocessing.get_context("fork")
         self.quiet_event = self._context.Event()  # shared with the worker processes
+        self.stop_level = self._context.RawValue("i", 0)  # shared: 1 stop gracefully, 2 stop at once
+        self.beats = Backoff(f"server {self.id} heartbeat", describe_error)
 
     @property
     def quiet(self) -> bool:
@@ -80,13 +93,14 @@ class Server:
             for slot in self.slots:
                 self._tend(slot, now)
             if now >= next_beat:
-                next_beat = now + (self.config.heartbeat_interval if self._beat() else 1.0)
+                next_beat = now + self._beat()
             self.stop_requested.wait(0.1)
         self._stop_workers()
         try:
             self.storage.remove_server(self.id)
-        except TRANSIENT_ERRORS:
-            pass
+        except REDIS_ERRORS as exc:
+            log.warning("server %s: could not remove itself from the servers list (%s); another server's "
+                        "heartbeat will", self.id, exc)
         log.info("server %s stopped", self.id)
         return 0
 
@@ -95,7 +109,8 @@ class Server:
         if self.signals == 1:
             log.info("server %s: %s received, stopping gracefully (again to stop at once)",
                      self.id, signal.Signals(signum).name)
-        self._signal_workers()  # the second signal makes workers hurry
+        self.stop_level.value = min(self.signals, 2)
+        self._signal_workers()  # they read the stop level: the second signal makes them hurry
         self.stop_requested.set()
 
     def _tend(self, slot: Slot, now: float) -> None:
@@ -116,12 +131,14 @@ class Server:
             return  # a quiet server replaces no process: it is on its way out
         worker_id = f"{self.id}/{slot.index}"
         slot.process = self._context.Process(target=_run_worker_process,
-                                             args=(self.config, worker_id, self.quiet_event, self.client_factory),
+                                             args=(self.config, worker_id, self.quiet_event, self.stop_level,
+                                                   self.client_factory),
                                              name=f"taskfire-worker-{slot.index}", daemon=False)
         slot.process.start()
         slot.started = now
 
-    def _beat(self) -> bool:
+    def _beat(self) -> float:
+        """Beats; returns the seconds until the next beat (sooner after a failure)."""
         pids = ",".join(str(s.process.pid) for s in self.slots if s.process is not None)
         facts = {
             "host": socket.gethostname(), "pid": str(os.getpid()), "name": self.config.server_name,
@@ -133,16 +150,16 @@ class Server:
         }
         try:
             _, dead, quiet_requested = self.storage.heartbeat(self.id, int(self.config.server_timeout * 1000), facts)
-        except TRANSIENT_ERRORS as exc:
-            log.warning("server %s: heartbeat failed (%s)", self.id, exc)
-            return False
+        except Exception as exc:  # any error at all: the supervisor must outlive it
+            return self.beats.failed(exc)
+        self.beats.ok()
         if quiet_requested and not self.quiet:
             self._go_quiet("an operator asked")
-            return False  # beat again soon, to show the quiet state
+            return 0.1  # beat again soon, to show the quiet state
         for other in dead:
             log.warning("server %s: server %s stopped beating and was removed; its jobs are "
                         "requeued as their leases lapse", self.id, other)
-        return True
+        return self.config.heartbeat_interval
 
     def _go_quiet(self, why: str) -> None:
         """Takes no new job from now on; running jobs finish. Until SIGTERM/SIGINT."""
@@ -154,14 +171,16 @@ class Server:
             if slot.process is not None:
                 try:
                     self.storage.wake_worker(f"{self.id}/{slot.index}")
-                except TRANSIENT_ERRORS:
-                    pass
+                except REDIS_ERRORS:
+                    pass  # it notices at its next idle wait's end instead
 
     def _signal_workers(self) -> None:
+        """Tells each worker process to read the stop level (SIGINT: the server's word;
+        a worker takes SIGTERM as an operator's)."""
         for slot in self.slots:
             if slot.process is not None and slot.process.is_alive():
                 try:
-                    os.kill(slot.process.pid, signal.SIGTERM)
+                    os.kill(slot.process.pid, signal.SIGINT)
                 except ProcessLookupError:
                     pass
 

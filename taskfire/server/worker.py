@@ -12,9 +12,14 @@
                period; a job whose lease was taken away is told through its
                cancellation token
     metrics    adds the process's run-time and retry counts to Redis every few seconds
-    shutdown   on SIGTERM: no new fetches, cancellation tokens fire, running jobs get
-               `shutdown_timeout` seconds, then whatever is left goes back to the front
-               of its queue
+    shutdown   on SIGTERM, or when its server says so: no new fetches, cancellation
+               tokens fire, running jobs get `shutdown_timeout` seconds, then whatever
+               is left goes back to the front of its queue; a second stop (see server.py
+               for how signals to the whole process group count) gives them back at once
+
+Every loop survives any error, Redis's or ours, with a backoff and one log line per
+change of state (backoff.py); a job that taskfire itself cannot run (a corrupt record)
+fails with the reason, and its thread takes the next job.
 """
 
 from __future__ import annotations
@@ -35,11 +40,11 @@ from ..filters import pipeline
 from ..job import default_client, registry
 from ..state_changer import StateChanger, transition_for
 from ..states import PROCESSING, Enqueued, Failed, State
-from ..storage import TRANSIENT_ERRORS, FetchedJob, FetchRequest, Storage
+from ..storage import REDIS_ERRORS, FetchedJob, FetchRequest, Storage, describe_error
 from .config import WorkerConfig
 from .finisher import Finished, Finisher
 from .metrics import JobMetrics
-from .performer import Outcome, Performer
+from .performer import Outcome, Performer, failure
 from .scheduler import RecurringScheduler
 
 log = logging.getLogger("taskfire.worker")
@@ -67,7 +72,8 @@ class WorkerProcess:
     that `job.enqueue(...)` uses inside them); by default, this process's newest."""
 
     def __init__(self, config: WorkerConfig, worker_id: str, quiet: Any = None,
-                 client_factory: Callable[[], Any] = default_client) -> None:
+                 client_factory: Callable[[], Any] = default_client, stop_level: Any = None) -> None:
+        """`stop_level`: the server's (a shared int: 1 stop gracefully, 2 at once)."""
         self.config = config
         self.id = worker_id
         self.quiet = quiet if quiet is not None else threading.Event()  # set: take no new job
@@ -78,6 +84,8 @@ class WorkerProcess:
         self.stopping = threading.Event()  # no new jobs
         self.exiting = threading.Event()   # the process is about to end
         self.hurry = threading.Event()     # a second stop signal: do not wait for jobs
+        self.signals = 0                   # SIGTERMs this process got itself
+        self.stop_level = stop_level
         self.held: dict[str, Held] = {}
         self.lock = threading.Condition()
         self.idle = config.threads
@@ -87,6 +95,7 @@ class WorkerProcess:
         self.metrics = JobMetrics()
         self.performer = Performer(worker_id, config.modules, self.metrics, lambda: self.client, self.storage)
         self.finisher = Finisher(self._store_outcomes)
+        self.outcomes = Backoff(f"worker {worker_id} storing outcomes", describe_error)  # one sender at a time
         self.wake_keys = self.storage.wake_keys(worker_id, config.queue_names)
 
     def request(self, max_jobs: int, pass_wake: bool = True) -> FetchRequest:
@@ -96,8 +105,9 @@ class WorkerProcess:
     # -- the process -----------------------------------------------------------------
 
     def run(self) -> int:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which tells us
+        signal.signal(signal.SIGINT, self._on_server_word)
         signal.signal(signal.SIGTERM, self._on_stop_signal)
+        self._on_server_word(signal.SIGINT, None)  # a stop that came before the handlers
         threads = [threading.Thread(target=self._execute_loop, name=f"executor-{i}", daemon=True)
                    for i in range(self.config.threads)]
         self.fetcher = threading.Thread(target=self._fetch_loop, name="fetch", daemon=True)
@@ -123,17 +133,32 @@ class WorkerProcess:
             self.stopping.set()
 
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
-        if self.stopping.is_set():
+        """SIGTERM: an operator's, sent to this process or to its whole process group."""
+        self.signals += 1
+        self._obey(signal.Signals(signum).name)
+
+    def _on_server_word(self, signum: int, frame: Any) -> None:
+        """SIGINT: the server's word that its stop level changed (Ctrl-C sends one to the
+        whole group too, and the server's own follows)."""
+        self._obey("its server is stopping")
+
+    def _obey(self, why: str) -> None:
+        """Stops as the larger count of stop signals says: this process's own SIGTERMs or
+        its server's signals. A signal to the whole group counts once in each, so once."""
+        level = max(self.signals, self.stop_level.value if self.stop_level is not None else 0)
+        if level >= 2 and not self.hurry.is_set():
+            log.info("worker %s: stopping at once (second stop signal)", self.id)
             self.hurry.set()
             with self.lock:
                 self.lock.notify_all()
-        self.stop(signal.Signals(signum).name)
+        if level >= 1:
+            self.stop(why)
 
     def _shutdown(self) -> None:
         try:
             self.storage.wake_worker(self.id)  # ends the fetch loop's wait
-        except TRANSIENT_ERRORS:
-            pass
+        except REDIS_ERRORS:
+            pass  # it ends at its idle wait's end instead
         # A fetch in flight hands its jobs out before the executors' stop sentinels, so
         # they are given back at once rather than after the shutdown timeout.
         with self.lock:
@@ -161,11 +186,11 @@ class WorkerProcess:
         self.exiting.set()
         try:
             self.storage.forget_worker(self.id)
-        except TRANSIENT_ERRORS:
-            pass
+        except REDIS_ERRORS:
+            pass  # a wake-up list of at most one token, left behind
         try:
             self.metrics.flush(self.storage)
-        except TRANSIENT_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             log.warning("worker %s: job metrics of its last %.0f s lost (%s)", self.id,
                         self.config.metrics_interval, exc)
         log.info("worker %s stopped (%d job(s) returned to their queue)", self.id, len(left_behind))
@@ -173,7 +198,7 @@ class WorkerProcess:
     # -- fetch -----------------------------------------------------------------------
 
     def _fetch_loop(self) -> None:
-        backoff = Backoff(f"worker {self.id} fetch")
+        backoff = Backoff(f"worker {self.id} fetch", describe_error)
         batch = None  # the last fetch, when it found nothing: wait before fetching again
         while not self.stopping.is_set():
             with self.lock:
@@ -199,13 +224,9 @@ class WorkerProcess:
                     for j in batch.jobs:
                         self.handoff.put(j)
                     batch = None
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:  # Redis's trouble or a bug: logged once, tried again
                 batch = None
                 backoff.wait(exc, self.stopping)
-            except Exception:
-                batch = None
-                log.exception("worker %s: fetch failed", self.id)
-                self.stopping.wait(1.0)
 
     def _hold(self, jobs: list[FetchedJob]) -> None:
         with self.lock:
@@ -221,10 +242,28 @@ class WorkerProcess:
             if job is None:
                 return
             while job is not None:
-                job = self._run_one(job)
+                job = self._run_safely(job)
             with self.lock:
                 self.idle += 1
                 self.lock.notify_all()
+
+    def _run_safely(self, job: FetchedJob) -> FetchedJob | None:
+        """Runs a job; if taskfire itself fails on it (a bug, a record it cannot read),
+        the job fails with that reason and the thread goes on to its next job."""
+        try:
+            return self._run_one(job)
+        except Exception as exc:
+            log.exception("job %s (%s): taskfire failed to run it; it fails", job.id, job.fn)
+            held = self.held.get(job.id)
+            if held is None:
+                return None
+            try:
+                return self._finish(job, held, Outcome(failure(exc), [], {}), fetch_next=True)
+            except Exception:
+                log.exception("job %s: its failure could not be stored either; it runs again when its lease "
+                              "lapses", job.id)
+                self._let_go(job)
+                return None
 
     def _run_one(self, job: FetchedJob) -> FetchedJob | None:
         """Runs a held job and stores its outcome; returns the next job, if one came back."""
@@ -284,27 +323,19 @@ class WorkerProcess:
         one script call, retrying while Redis is away (until the process exits). A call
         Redis refuses is repeated one outcome at a time, so one bad change harms no other."""
         request = self.request(sum(o.wants_next for o in group), pass_wake=False)
-        backoff = Backoff(f"worker {self.id} storing {len(group)} outcome(s)")
         while True:
             try:
                 results, fetched = self.storage.finish([o.change for o in group], request)
                 break
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:
+                if not describe_error(exc).transient:  # this call's own data: trying again cannot help
+                    self._refused(group, exc)
+                    return
                 if self.exiting.is_set():
                     self._let_go(*(o.job for o in group))
                     return
-                backoff.wait(exc, self.exiting)
-            except Exception:
-                if len(group) > 1:
-                    for o in group:
-                        self._store_outcomes([o])
-                    return
-                job = group[0].job
-                log.exception("job %s (%s): Redis refused its outcome; it runs again when its lease lapses",
-                              job.id, job.fn)
-                self._let_go(job)
-                return
-        backoff.ok()
+                self.outcomes.wait(exc, self.exiting)  # Redis away, full, read-only...: until it is back
+        self.outcomes.ok()
         jobs = iter(fetched.jobs)
         with self.lock:
             for o, (code, old) in zip(group, results, strict=True):
@@ -316,6 +347,17 @@ class WorkerProcess:
                         self.held[o.next_job.id] = Held(o.next_job)
             if self.stopping.is_set():
                 self.lock.notify_all()  # the shutdown waits for `held` to empty
+
+    def _refused(self, group: list[Finished], exc: Exception) -> None:
+        """A call Redis refused for what it carried: each outcome is tried alone."""
+        if len(group) > 1:
+            for o in group:
+                self._store_outcomes([o])
+            return
+        job = group[0].job
+        log.error("job %s (%s): Redis refused its outcome; it runs again when its lease lapses", job.id, job.fn,
+                  exc_info=exc)
+        self._let_go(job)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """The process's event loop for async jobs, started on first use."""
@@ -347,7 +389,10 @@ class WorkerProcess:
                     h.cancellation.cancel(TIMEOUT)
                     log.warning("job %s (%s) ran past its timeout: asking it to stop", h.job.id, h.job.fn)
                 elif now - h.timed_out >= TIMEOUT_GRACE:
-                    self._hard_stop(h)
+                    try:
+                        self._hard_stop(h)
+                    except Exception:  # (its failure is stored, or its lease lapses: either way it ends)
+                        log.exception("job %s: stopping it after its timeout failed", h.job.id)
 
     def _hard_stop(self, h: Held) -> None:
         with self.lock:
@@ -361,7 +406,7 @@ class WorkerProcess:
         try:
             self.storage.transition(transition_for(h.job.id, state, (PROCESSING,), token=h.job.token,
                                                    fields=fields, elected=elected))
-        except TRANSIENT_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             log.warning("job %s: its timeout could not be stored (%s); its lease will lapse", h.job.id, exc)
         log.error("job %s (%s) ran past its timeout and ignored cancellation: replacing worker process %d; "
                   "its other running jobs go back to their queue", h.job.id, h.job.fn, os.getpid())
@@ -372,7 +417,7 @@ class WorkerProcess:
         try:
             self.storage.transition(transition_for(
                 job.id, Enqueued(front=True, reason=reason), (PROCESSING,), token=job.token))
-        except TRANSIENT_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             log.warning("job %s could not be requeued (%s); it will be when its lease lapses", job.id, exc)
         self._let_go(job)
 
@@ -393,18 +438,21 @@ class WorkerProcess:
 
     def _flush_metrics(self) -> None:
         """Adds this process's counts to Redis every `metrics_interval` (and once more at
-        shutdown): one round trip, however many jobs ran."""
+        shutdown): one round trip, however many jobs ran. Counts Redis refuses are kept
+        for the next flush."""
+        backoff = Backoff(f"worker {self.id} metrics", describe_error)
         while not self.exiting.wait(self.config.metrics_interval):
             try:
                 self.metrics.flush(self.storage)
-            except TRANSIENT_ERRORS as exc:
-                log.debug("worker %s: job metrics not flushed (%s); kept for the next try", self.id, exc)
+                backoff.ok()
+            except Exception as exc:
+                backoff.failed(exc)  # the next try is the next interval's
 
     # -- leases ----------------------------------------------------------------------
 
     def _keep_leases(self) -> None:
         parent = os.getppid()
-        backoff = Backoff(f"worker {self.id} leases")
+        backoff = Backoff(f"worker {self.id} leases", describe_error)
         while not self.exiting.wait(self.config.lease_timeout / 4):
             if os.getppid() != parent:
                 self.stop("its server process is gone")
@@ -415,7 +463,7 @@ class WorkerProcess:
             try:
                 lost, cancel = self.storage.extend_leases(self.lease_ms, leases)
                 backoff.ok()
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:
                 backoff.wait(exc, self.exiting)
                 continue
             with self.lock:

@@ -117,6 +117,17 @@ def parse(url: str) -> Target:
                   sentinel_password=query.get("sentinel_password", [None])[-1])
 
 
+def _check_database(url: str, scheme: str) -> None:
+    """Refuses a redis:// or rediss:// path that is not a database number (redis-py would
+    quietly use database 0 for "/xyz")."""
+    if scheme == "unix":
+        return  # the path is the socket's; the database is the `db` query option
+    path = urlsplit(url).path.strip("/")
+    if path and not (path.isascii() and path.isdigit()):
+        raise ConfigError(f"Redis URL {redacted(url)!r}: {path!r} is not a database number "
+                          f"({scheme}://host:port/0 for database 0)")
+
+
 def _address(shown: str, item: str, default_port: int) -> Address:
     item = item.strip()
     if item.startswith("["):  # [IPv6]:port
@@ -135,11 +146,13 @@ def connect(url: str, *, socket_timeout: float) -> redis.Redis | RedisCluster:
     """A client for `url`: redis.Redis for one server or a Sentinel-watched primary,
     RedisCluster for a cluster. Only a cluster client talks to the server here (to learn
     the slots); the others connect on first use."""
-    options: dict[str, Any] = dict(socket_timeout=socket_timeout, socket_connect_timeout=5, socket_keepalive=True)
+    options: dict[str, Any] = dict(socket_timeout=socket_timeout, socket_connect_timeout=min(5.0, socket_timeout),
+                                   socket_keepalive=True)
     scheme = url.partition("://")[0].lower()
     if scheme == "unix":  # TCP keepalive means nothing on a unix socket (redis-py refuses it)
         options.pop("socket_keepalive")
     if scheme in _PLAIN_SCHEMES:
+        _check_database(url, scheme)
         return redis.Redis.from_url(url, health_check_interval=30, **options)
     if scheme not in (SENTINEL_SCHEME, CLUSTER_SCHEME):
         raise ConfigError(f"Redis URL {redacted(url)!r}: unknown scheme {scheme!r}; use redis://, rediss://, "

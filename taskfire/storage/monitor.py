@@ -60,9 +60,19 @@ def _row(job_id: str, values: list[bytes | None], last: bytes | None, sizes: dic
             "last": entry, **{f"size_{field}": int(n) for field, n in sizes.items()}}
 
 
+def waiting(list_length: int, stats: dict[str, int], queue: str) -> int:
+    """Jobs waiting in a queue: its list's length less the ids left behind in it by jobs
+    that moved on (deleted, requeued elsewhere) and that no fetch has popped yet."""
+    return max(0, list_length - stats.get(f"{queue}:stale", 0))
+
+
+def _stats(raw: dict[bytes, bytes]) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
 class QueueFacts(NamedTuple):
     name: str
-    length: int                 # ids waiting (ids of jobs deleted since included)
+    length: int                 # jobs waiting
     paused: bool
     oldest_created_ms: int | None  # when the next job to run was created
     jobs_in: int
@@ -219,7 +229,9 @@ class Monitor:
         pipe = self.redis.pipeline(transaction=False)
         pipe.smembers(k.queues)
         pipe.hgetall(k.custom_states)
-        names, custom = pipe.execute()
+        pipe.hgetall(k.queue_stats)
+        names, custom, stats = pipe.execute()
+        stats = _stats(stats)
         queues = sorted(q.decode() for q in names)
         custom = {n.decode(): kind.decode() for n, kind in sorted(custom.items()) if n.decode() not in STATES}
         hour = int(time.time() // 3600)
@@ -241,7 +253,7 @@ class Monitor:
         pipe.zcard(k.retries)
         pipe.hmget(k.index_builds, list(DERIVED_INDEXES))
         r = pipe.execute()
-        lengths = dict(zip(queues, r[:len(queues)], strict=True))
+        lengths = {q: waiting(n, stats, q) for q, n in zip(queues, r[:len(queues)], strict=True)}
         r = r[len(queues):]
         n = len(STATES) - 1
         states = dict(zip(STATES, [sum(lengths.values()), *r[:n]], strict=True))
@@ -282,7 +294,7 @@ class Monitor:
             pipe.lindex(self.keys.queue(n), -1)
         paused, stats, *rest = pipe.execute()
         paused = {p.decode() for p in paused}
-        stats = {k.decode(): int(v) for k, v in stats.items()}
+        stats = _stats(stats)
         heads = [rest[i * 2 + 1] for i in range(len(names))]
         for head in heads:
             if head:
@@ -291,18 +303,21 @@ class Monitor:
         out = []
         for i, n in enumerate(names):
             when = next(created) if heads[i] else None
-            out.append(QueueFacts(n, int(rest[i * 2]), n in paused,
+            out.append(QueueFacts(n, waiting(int(rest[i * 2]), stats, n), n in paused,
                                   int(when) if when and when.isdigit() else None,
                                   stats.get(f"{n}:in", 0), stats.get(f"{n}:out", 0)))
         return out
 
     def queue_lengths(self) -> dict[str, int]:
-        """Jobs waiting in each known queue (ids left by deleted jobs included)."""
+        """Jobs waiting in each known queue."""
         names = sorted(n.decode() for n in self.redis.smembers(self.keys.queues))  # type: ignore[union-attr]
         pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.queue_stats)
         for name in names:
             pipe.llen(self.keys.queue(name))
-        return dict(zip(names, pipe.execute(), strict=True))
+        stats, *lengths = pipe.execute()
+        stats = _stats(stats)
+        return {name: waiting(n, stats, name) for name, n in zip(names, lengths, strict=True)}
 
     # -- batches -------------------------------------------------------------------
 

@@ -39,14 +39,16 @@ class RecurringStore:
         return [v.decode() if v is not None else None for v in values]
 
     def save(self, recurring_id: str, fields: dict[str, str | bytes], next_ms: int | None, reschedule: bool) -> None:
-        """Writes a recurring job's definition; with `reschedule`, also its next run."""
+        """Writes a recurring job's definition; with `reschedule`, also its next run (and
+        the error it had is cleared, unless `fields` sets one)."""
         key = self.keys.recurring_job(recurring_id)
         pipe = self.redis.pipeline(transaction=True)
+        if reschedule:
+            pipe.hdel(key, "error")  # before the fields, which may set a new one
         pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
         if "opts" not in fields:
             pipe.hdel(key, "opts")
         if reschedule:
-            pipe.hdel(key, "error")
             self._set_next(pipe, recurring_id, next_ms)
         pipe.execute()
 

@@ -89,9 +89,10 @@ class Scripts:
         return self.run([Call(script, args)])[0]
 
     def run(self, calls: Sequence[Call], *, transaction: bool = False, replicas: int = 0,
-            wait_timeout_ms: int = 0, before: Sequence[Any] = ()) -> list[Any]:
+            wait_timeout_ms: int = 0, before: Sequence[Any] = (), errors_in_place: bool = False) -> list[Any]:
         """Script calls sent together, in one round trip, and their replies; the first
-        error reply is raised. `transaction`: inside MULTI/EXEC. `replicas`: then WAIT
+        error reply is raised (`errors_in_place`: returned as its call's reply, so the
+        caller knows which calls did their work). `transaction`: inside MULTI/EXEC. `replicas`: then WAIT
         until that many replicas have this connection's writes (the acknowledged count
         is appended to the replies). `before`: a command sent first on the same
         connection, whose reply is dropped (an idle worker's BLPOP: Redis runs a blocked
@@ -105,7 +106,7 @@ class Scripts:
             for i, reply in zip(pending, replies, strict=True):
                 if unknown_function(reply):
                     missing.append(i)
-                elif isinstance(reply, Exception):
+                elif isinstance(reply, Exception) and not errors_in_place:
                     raise reply
                 else:
                     results[i] = reply

@@ -24,8 +24,9 @@ from typing import Any, Callable, Sequence, cast
 import msgspec
 import redis
 
-from ..errors import ConfigError, ReplicationTimeout
+from ..errors import ConfigError, EnqueueError, ReplicationTimeout
 from . import connection, wire
+from .faults import REDIS_ERRORS, describe_error
 from .keys import Keys
 from .monitor import Monitor
 from .recurring import RecurringStore
@@ -33,6 +34,11 @@ from .scripts import TRANSIENT_ERRORS, Call, Scripts, block_seconds
 from .wire import Applied, Fetch, FetchRequest, NewBatch, NewJob, Transition
 
 __all__ = ["Storage", "TRANSIENT_ERRORS"]
+
+#: Kinds of trouble (faults.describe_error) that refuse a call before it runs: its jobs
+#: were not stored. After any other (no answer, a script error half-way) they may have been.
+REFUSED_BEFORE_RUNNING = frozenset({"full", "permission", "read-only", "credentials", "certificate", "tls",
+                                    "loading"})
 
 #: A stored job as read: its hash, history entries, due time (if scheduled), the ids of
 #: the jobs awaiting it, and its log.
@@ -45,8 +51,10 @@ class Storage:
     def __init__(self, url: str, prefix: str = "taskfire:", *, retention_s: int = 86400,
                  index_cap: int = 10_000, socket_timeout: float = 10.0,
                  wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> None:
-        """`wait_replicas`: after creating jobs, wait until this many replicas have them
-        (WAIT), at most `wait_timeout_ms`, else raise ReplicationTimeout."""
+        """`socket_timeout`: the longest wait for any reply; a call that creates jobs gives
+        up after it too, retries included (EnqueueError). `wait_replicas`: after creating
+        jobs, wait until this many replicas have them (WAIT), at most `wait_timeout_ms`,
+        else raise ReplicationTimeout."""
         if connection.is_cluster_url(url) and not connection.has_hash_tag(prefix):
             raise ConfigError(f"key prefix {prefix!r} has no hash tag: on Redis Cluster every taskfire key "
                               f"must be in one slot. Use a prefix such as '{{taskfire}}:' "
@@ -62,7 +70,10 @@ class Storage:
         self.index_cap = index_cap
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
-        client = connection.connect(url, socket_timeout=socket_timeout)
+        self.timeout = socket_timeout
+        # WAIT holds the reply back for up to its own timeout
+        waited = wait_timeout_ms / 1000 if wait_replicas else 0.0
+        client = connection.connect(url, socket_timeout=socket_timeout + waited)
         cluster = client if isinstance(client, redis.RedisCluster) else None
         # A RedisCluster answers the same commands (routed by key), so the rest of the
         # code needs to know only where the two differ.
@@ -87,54 +98,90 @@ class Storage:
         """Creates jobs, a script call per chunk, all in one round trip. Returns {id: id
         of the pending job holding its uniqueness key} for the jobs not created for that
         reason. Ids are the caller's, so a dropped connection is retried here: the retry
-        (or a caller's own, with `repeated`) skips the ids that exist."""
+        (or a caller's own, with `repeated`) skips the ids that exist. Raises EnqueueError
+        if not every chunk was stored."""
         parts = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
         replies = self._create_idempotent(
-            lambda again: [Call("create", wire.encode_create(p, repeated or again)) for p in parts], jobs)
+            lambda again: [Call("create", wire.encode_create(p, repeated or again)) for p in parts], parts,
+            lambda rest: self.create(rest, chunk, repeated=True))
         duplicates: dict[str, str] = {}
         for part, reply in zip(parts, replies, strict=True):
             duplicates.update(wire.decode_create(reply, part))
         return duplicates
 
-    def create_batches(self, batches: Sequence[NewBatch], jobs: Sequence[NewJob], chunk: int = 1000) -> None:
+    def create_batches(self, batches: Sequence[NewBatch], jobs: Sequence[NewJob], chunk: int = 1000,
+                       repeated: bool = False) -> None:
         """Creates batches and their jobs in one MULTI: no job can run, and no other
-        client's call can come in between, before all of them exist. Idempotent per id."""
-        def calls(repeated: bool) -> list[Call]:
-            return [Call("batch_open", wire.encode_batch_open(batches, self.retention_s, self.index_cap)),
-                    *(Call("create", wire.encode_create(jobs[i:i + chunk], repeated))
-                      for i in range(0, len(jobs), chunk))]
+        client's call can come in between, before all of them exist. Idempotent per id
+        (`repeated`: skip the ids that exist)."""
+        parts = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
 
-        self._create_idempotent(calls, jobs, transaction=True)
+        def calls(again: bool) -> list[Call]:
+            return [Call("batch_open", wire.encode_batch_open(batches, self.retention_s, self.index_cap)),
+                    *(Call("create", wire.encode_create(p, repeated or again)) for p in parts)]
+
+        self._create_idempotent(calls, [[], *parts], lambda rest: self.create_batches(batches, jobs, chunk, True),
+                                transaction=True)
 
     def continue_job(self, kind: str, parent: str, on: str, job: NewJob) -> int:
         """Creates a continuation of a job or batch (see continue.lua): 1 created,
         0 created by an earlier try, -1 no such parent."""
         args = wire.encode_continue(kind, parent, on, job, self.retention_s, self.index_cap)
-        return int(self._create_idempotent(lambda repeated: [Call("continue", args)], [job])[0])
+        return int(self._create_idempotent(lambda repeated: [Call("continue", args)], [[job]],
+                                           lambda rest: self.continue_job(kind, parent, on, job))[0])
 
-    def _create_idempotent(self, calls: Callable[[bool], list[Call]], jobs: Sequence[NewJob],
-                           transaction: bool = False) -> list[Any]:
-        """Runs calls that create nothing twice when repeated (`calls(repeated)` says so to
-        the scripts), trying again (twice) after a dropped connection; with
-        wait_replicas, until the replicas have the jobs."""
+    def _create_idempotent(self, calls: Callable[[bool], list[Call]], groups: Sequence[Sequence[NewJob]],
+                           retry: Callable[[list[NewJob]], object], transaction: bool = False) -> list[Any]:
+        """Runs calls that create the jobs of `groups` (one group per call) and nothing
+        twice when repeated (`calls(repeated)` says so to the scripts): after a dropped
+        connection they are sent again, twice at most, within the timeout. With
+        wait_replicas, until the replicas have the jobs. If not every call was stored,
+        raises EnqueueError saying which jobs were, were not, or may have been, with
+        `retry` (given the jobs not known to be stored) to send them again."""
+        deadline = time.monotonic() + self.timeout
         for attempt in range(3):
             try:
                 # A cluster client repeats a command whose connection failed on its own,
                 # so there every call may be a repeat.
                 repeated = attempt > 0 or self.scripts.cluster is not None
                 replies = self.scripts.run(calls(repeated), transaction=transaction, replicas=self.wait_replicas,
-                                           wait_timeout_ms=self.wait_timeout_ms)
-            except TRANSIENT_ERRORS:
-                if attempt == 2:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-                continue
+                                           wait_timeout_ms=self.wait_timeout_ms, errors_in_place=True)
+            except REDIS_ERRORS as exc:
+                pause = 0.05 * (attempt + 1)
+                if isinstance(exc, TRANSIENT_ERRORS) and attempt < 2 and time.monotonic() + pause < deadline:
+                    time.sleep(pause)
+                    continue
+                raise self._not_stored(groups, [exc] * len(groups), retry) from exc
             if self.wait_replicas:
                 *replies, acked = replies
                 if acked < self.wait_replicas:
-                    raise ReplicationTimeout([j.id for j in jobs], acked, self.wait_replicas, self.wait_timeout_ms)
+                    raise ReplicationTimeout([j.id for g in groups for j in g], acked, self.wait_replicas,
+                                             self.wait_timeout_ms)
+            errors = [r for r in replies if isinstance(r, Exception)]
+            if errors:
+                raise self._not_stored(groups, replies, retry) from errors[0]
             return replies
         raise AssertionError("unreachable")
+
+    def _not_stored(self, groups: Sequence[Sequence[NewJob]], replies: Sequence[Any],
+                    retry: Callable[[list[NewJob]], object]) -> EnqueueError:
+        """The EnqueueError for calls some of whose replies are errors."""
+        stored: list[str] = []
+        not_stored: list[NewJob] = []
+        maybe: list[NewJob] = []
+        problem = ""
+        for group, reply in zip(groups, replies, strict=True):
+            if not isinstance(reply, Exception):
+                stored += (j.id for j in group)
+                continue
+            trouble = describe_error(reply)
+            problem = problem or trouble.message
+            if isinstance(reply, redis.TimeoutError):
+                problem = f"Redis did not answer within {self.timeout:g} s ({reply})"
+            (not_stored if trouble.kind in REFUSED_BEFORE_RUNNING else maybe).extend(group)
+        unknown = [*not_stored, *maybe]
+        return EnqueueError(problem, stored, [j.id for j in not_stored], [j.id for j in maybe],
+                            lambda: retry(unknown))
 
     # -- changing state ------------------------------------------------------------
 
@@ -240,10 +287,12 @@ class Storage:
     # -- queues --------------------------------------------------------------------
 
     def set_paused(self, queue: str, paused: bool) -> bool:
-        """Pauses or resumes a queue; False if it was so already. Resuming wakes idle workers."""
+        """Pauses or resumes a queue; False if it was so already. Resuming wakes idle workers.
+        Pausing makes the queue known, jobs or not (a maintenance window is prepared ahead)."""
         pipe = self.redis.pipeline(transaction=True)
         if paused:
             pipe.sadd(self.keys.paused, queue)
+            pipe.sadd(self.keys.queues, queue)
         else:
             pipe.srem(self.keys.paused, queue)
             pipe.lpush(self.keys.wake(queue), "1")

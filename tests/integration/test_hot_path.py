@@ -10,6 +10,7 @@ import msgspec
 import pytest
 import redis
 
+from taskfire import EnqueueError
 from taskfire.client import transition_for
 from taskfire.creation import build
 from taskfire.server.config import WorkerConfig
@@ -176,8 +177,10 @@ def test_a_call_that_fails_half_way_leaves_what_it_created_whole(tf):
     # in their queue, counted and announced, not records no worker will ever find
     good = build(jobs.add, (1, 1), {})[0]
     bad = msgspec.structs.replace(build(jobs.add, (2, 2), {})[0], due="+not-a-number")
-    with pytest.raises(redis.ResponseError):
+    with pytest.raises(EnqueueError) as failed:
         tf.storage.create([good, bad])
+    # (both ids: which of the call's jobs were made before the error, Redis does not say)
+    assert failed.value.maybe_stored == [good.id, bad.id] and isinstance(failed.value.__cause__, redis.ResponseError)
     r, keys = tf.storage.redis, tf.storage.keys
     assert r.lrange(keys.queue("default"), 0, -1) == [good.id.encode()]
     assert r.hget(keys.prefix + "queue-stats", "default:in") == b"1"

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from taskfire import ConfigError, Failed
+from taskfire import ConfigError, Enqueued, Failed
 from taskfire.client import transition_for
 from tests import jobs
 from tests.conftest import ROOT, report, state_of, traces, wait_for
@@ -67,6 +67,40 @@ def test_a_paused_queue_keeps_accepting_jobs_and_resuming_wakes_idle_workers(tf,
     report(f"queue resume: the first resumed job started {(first - processing_at(tf, proof)).total_seconds():.3f} s "
            f"after the worker took its previous job (idle wait 8 s, server clock)")
     assert not {q.name: q for q in tf.queues.list()}["default"].paused
+
+
+def test_a_queue_can_be_paused_before_its_first_job(tf, start_worker):
+    # Given a queue no job has used yet, paused ahead of a maintenance window
+    assert tf.queues.pause("reports")
+    assert {q.name: q.paused for q in tf.queues.list()} == {"reports": True}
+    # When its first job comes, with a worker running
+    start_worker("--queues", "reports,default", "--threads", "1")
+    held = jobs.record_default.options(queue="reports").enqueue("held")
+    proof = jobs.record_default.enqueue("proof-of-life")
+    wait_for(lambda: state_of(tf, proof) == "Succeeded", what="the default job to run")
+    # Then it waits for the resume
+    assert state_of(tf, held) == "Enqueued"
+    tf.queues.resume("reports")
+    wait_for(lambda: state_of(tf, held) == "Succeeded", what="the resumed queue's job")
+
+
+def test_a_queue_length_leaves_out_the_ids_of_jobs_that_moved_on(tf, start_worker):
+    # Given ten waiting jobs, of which four are deleted and two moved to another queue
+    ids = jobs.record_default.enqueue_many([(f"j{i}",) for i in range(10)])
+    for i in ids[:4]:
+        assert tf.delete(i)
+    for i in ids[4:6]:
+        assert tf.change_state(i, Enqueued(queue="low"))
+    # Then the queue counts the four still waiting, though its list holds ten ids
+    assert tf.queue_lengths() == {"default": 4, "low": 2}
+    assert {q.name: q.length for q in tf.queues.list()} == {"default": 4, "low": 2}
+    assert tf.storage.monitor.counts()["states"]["Enqueued"] == 6
+    # and once a worker has taken them all, every count is back to nothing
+    start_worker("--queues", "default,low")
+    wait_for(lambda: len(traces(tf, "order")) == 6, what="the six waiting jobs to run")
+    wait_for(lambda: tf.queue_lengths() == {"default": 0, "low": 0}, what="the lengths to settle")
+    assert tf.storage.redis.llen(tf.storage.keys.queue("default")) == 0
+    assert int(tf.storage.redis.hget(tf.storage.keys.queue_stats, "default:stale")) == 0
 
 
 @pytest.mark.parametrize("how", ["operator", "SIGTSTP"])
@@ -172,7 +206,7 @@ def test_move_keeps_order_and_purge_deletes_with_a_reason(tf, start_worker):
 
 def test_bad_queue_input_gives_clear_errors(tf, start_worker):
     with pytest.raises(ConfigError, match="unknown queue 'never-used'"):
-        tf.queues.pause("never-used")
+        tf.queues.resume("never-used")
     with pytest.raises(ConfigError, match="invalid queue name"):
         tf.queues.pause("Bad Name")
     jobs.record_default.enqueue("x")
@@ -207,7 +241,7 @@ def test_operator_cli(tf, server, prefix):
     assert out.returncode == 0 and "requeued 2 failed job(s)" in out.stdout
     out = cli("queue", "purge", "parked")
     assert out.returncode == 0 and "purged 4 job(s)" in out.stdout
-    out = cli("queue", "pause", "nope")
+    out = cli("queue", "resume", "nope")
     assert out.returncode == 2 and "unknown queue 'nope'" in out.stderr
     out = cli("server", "list")
     assert out.returncode == 0

@@ -92,6 +92,19 @@ def test_a_function_that_is_not_a_job_or_arguments_that_do_not_fit_are_refused(t
     assert tf.recurring.list() == []
 
 
+def test_a_schedule_that_never_fires_is_taken_and_says_so(tf):
+    tf.recurring.add_or_update("leap", jobs.record_fired, "0 0 30 2 *")
+    tf.recurring.add_or_update("never", jobs.record_fired, Cron.never())
+    for rid in ("leap", "never"):
+        r = tf.recurring.get(rid)
+        assert r is not None and r.next_run is None
+        assert r.error is not None and "never fires" in r.error and "triggered" in r.error
+    # a schedule that fires again clears it
+    tf.recurring.add_or_update("leap", jobs.record_fired, Cron.daily())
+    fixed = tf.recurring.get("leap")
+    assert fixed is not None and fixed.error is None and fixed.next_run is not None
+
+
 def test_trigger_runs_the_job_now_and_leaves_the_schedule_alone(tf, start_worker):
     tf.recurring.add_or_update("reports", jobs.record_fired, Cron.yearly(), args=("reports",))
     before = tf.recurring.get("reports")

@@ -558,7 +558,7 @@ def test_actions_need_a_post_with_the_pages_csrf_token(tf, seeded):
     assert not tf.recurring.get("nightly").enabled  # type: ignore[union-attr]
     client.post("/queues/parked/pause", data={"csrf": token})
     assert {q.name: q.paused for q in tf.queues.list()}["parked"]
-    assert client.post("/queues/never-used/pause", data={"csrf": token}).status_code == 400
+    assert client.post("/queues/never-used/resume", data={"csrf": token}).status_code == 400
     tf.change_state(seeded["failed"], Failed(reason="again"))
     r = client.post("/jobs/state/Failed/all", data={"csrf": token, "action": "requeue"}, follow_redirects=True)
     assert "1 Failed job(s) requeued" in r.get_data(as_text=True)

@@ -28,7 +28,8 @@
 --   queue:<q>:wake      list   at most one token; idle workers block on it
 --   queues              set    every queue name ever used
 --   paused-queues       set    queues no worker takes from until resumed
---   queue-stats         hash   <q>:in, <q>:out: jobs that entered and left each queue
+--   queue-stats         hash   <q>:in, <q>:out: jobs that entered and left each queue;
+--                              <q>:stale: ids in the queue list whose job moved on
 --   limit:<name>        zset   jobs holding a concurrency limit or mutex, score = lease
 --   limit:<name>:waiters list  jobs waiting for it (Scheduled until it frees or they time out)
 --   rate:<name>         zset   recent starts of a rate-limited job, score = start time

@@ -43,6 +43,13 @@ local function apply_change(a, now)
   end
 
   local queue = ARGV[a + 5]
+  if old == 'Enqueued' then
+    -- A waiting job leaves its id behind in its queue list: counted, so that the queue's
+    -- length leaves it out (fetch and bulk.lua count it off when they pop it).
+    local waited_in = redis.call('HGET', jk, 'queue')
+    if waited_in then redis.call('HINCRBY', K.queue_stats, waited_in .. ':stale', 1) end
+    if queue == '' then queue = waited_in end
+  end
   if queue == '' then queue = redis.call('HGET', jk, 'queue') end
   local due = nil
   local d = ARGV[a + 7]

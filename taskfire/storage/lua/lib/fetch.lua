@@ -42,18 +42,57 @@ local function timekeeping(now, recoveries_allowed)
   end
 end
 
--- Takes the next job of queue q for a worker, moving it to Processing under a lease,
--- and appends its values to `reply`. Returns 'empty', 'stale' (an id left behind by a
--- job deleted or moved since, or a job that must wait under its limit or rate), or
--- 'taken'.
-local function take(q, worker, lease, now, reply)
-  write_pushes()
-  local id = redis.call('RPOP', K.queue(q))
-  if not id then return 'empty' end
+-- A job whose record cannot be read (a field that is not what taskfire wrote) fails,
+-- with a reason naming the field, rather than break every other job's fetch or vanish
+-- from its queue half-way; an operator can mend the record and requeue it.
+local function fail_unreadable(id, why, now)
+  local jk = K.job(id)
+  local state = redis.call('HGET', jk, 'state')
+  local reason = 'Unreadable record: ' .. why
+  local data = { exception_type = 'taskfire.CorruptRecord', exception_message = why }
+  local ok = pcall(transition, id, state, 'Failed', now, { 'Failed', entry(now, 'Failed', reason, data) },
+    { fields = { 'error_type', 'taskfire.CorruptRecord' } })
+  if not ok then  -- a record past transition() (its history cannot be implied): the least that shows it
+    local h = redis.call('HGET', jk, 'h')
+    redis.call('HSET', jk, 'state', 'Failed', 'error_type', 'taskfire.CorruptRecord',
+      'h', '1' .. (h and string.sub(h, 2) or legacy_letters(jk)))
+    redis.call('ZADD', K.state('Failed'), now, id)
+    redis.call('RPUSH', K.history(id), entry(now, 'Failed', reason, data))
+  end
+end
+
+-- Why an id popped from queue q does not stand for a job waiting there: nil if it does,
+-- 'stale' if it was left behind by a job that moved on since (counted among the queue's
+-- stale ids by apply_change, which the queue's length leaves out), or what is corrupt.
+local function not_waiting(q, state, queue)
+  if state == 'Enqueued' and queue == q then return nil end
+  if state and not STATE_INDEX[state] and redis.call('HEXISTS', K.custom_states, state) == 0 then
+    return "field 'state' holds no state"
+  end
+  if state == 'Enqueued' and (not queue or redis.call('SISMEMBER', K.queues, queue) == 0) then
+    return "field 'queue' holds no queue"
+  end
+  redis.call('HINCRBY', K.queue_stats, q .. ':stale', -1)
+  return 'stale'
+end
+
+-- Moves a job popped from queue q to Processing under a lease and appends its values to
+-- `reply`. Returns 'taken', or 'stale' when it is not to run now (see not_waiting; a job
+-- that must wait under its limit or rate; a record that cannot be read, failed).
+local function take_popped(id, q, worker, lease, now, reply)
   local jk = K.job(id)
   local state, queue, fn, args, opts, retries, created, fetches, h = unpack(redis.call('HMGET', jk,
     'state', 'queue', 'fn', 'args', 'opts', 'retries', 'created', 'fetches', 'h'))
-  if state ~= 'Enqueued' or queue ~= q then return 'stale' end
+  local why = not_waiting(q, state, queue)
+  if why then
+    if why ~= 'stale' then fail_unreadable(id, why, now) end
+    return 'stale'
+  end
+  local nan = (retries and not tonumber(retries) and 'retries') or (created and not tonumber(created) and 'created')
+  if nan then
+    fail_unreadable(id, "field '" .. nan .. "' holds no number", now)
+    return 'stale'
+  end
   if may_carry(h, 'l') then
     local f = {}
     f.limit, f.rate, f.limit_max, f.limit_since, f.limit_timeout, f.rate_max, f.rate_period = unpack(redis.call(
@@ -72,6 +111,21 @@ local function take(q, worker, lease, now, reply)
   reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] = id, token, fn or '', args or ''
   reply[n + 5], reply[n + 6], reply[n + 7], reply[n + 8] = q, opts or '', retries or '0', created or '0'
   return 'taken'
+end
+
+-- Takes the next job of queue q for a worker, moving it to Processing under a lease,
+-- and appends its values to `reply`. Returns 'empty', 'stale' (nothing to run: see
+-- take_popped), or 'taken'. Once an id is popped, no error may end the call before the
+-- job is somewhere: one that taking it raises fails the job, with the error as its reason.
+local function take(q, worker, lease, now, reply)
+  write_pushes()
+  local id = redis.call('RPOP', K.queue(q))
+  if not id then return 'empty' end
+  local ok, got = pcall(take_popped, id, q, worker, lease, now, reply)
+  if ok then return got end
+  -- (and if even that fails, its key holds no job record at all: the id is dropped)
+  pcall(fail_unreadable, id, 'taking it failed: ' .. tostring(type(got) == 'table' and got.err or got), now)
+  return 'stale'
 end
 
 -- The queues a worker asked for, less the paused ones: names in priority order, and

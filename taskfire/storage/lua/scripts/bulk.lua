@@ -31,7 +31,9 @@ if action == 'move' or action == 'purge' then
     if not id then break end
     looked = looked + 1
     local state, queue = unpack(redis.call('HMGET', K.job(id), 'state', 'queue'))
-    if state == 'Enqueued' and queue == from then  -- else an id left behind: dropped
+    if state ~= 'Enqueued' or queue ~= from then  -- an id left behind: dropped
+      redis.call('HINCRBY', K.queue_stats, from .. ':stale', -1)
+    else
       changed = changed + 1
       if action == 'move' then
         local to = ARGV[8]
