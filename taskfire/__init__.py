@@ -3,7 +3,8 @@
 from .client import Taskfire
 from .cron import Cron
 from .context import CancellationToken, JobContext, current_job
-from .errors import ConfigError, JobCancelled, PayloadError, ReplicationTimeout, TaskfireError, UnknownJobError
+from .errors import (ConfigError, JobCancelled, NotFoundError, PayloadError, ReplicationTimeout, TaskfireError,
+                     UnknownJobError)
 from .job import JobFunction, job
 from .records import ExceptionInfo, HistoryEntry, Job
 from .recurring import RecurringJob
@@ -19,5 +20,6 @@ __all__ = [
     # states
     "State", "Enqueued", "Scheduled", "Succeeded", "Failed", "Deleted",
     # errors
-    "TaskfireError", "ConfigError", "JobCancelled", "PayloadError", "UnknownJobError", "ReplicationTimeout",
+    "TaskfireError", "ConfigError", "JobCancelled", "NotFoundError", "PayloadError", "UnknownJobError",
+    "ReplicationTimeout",
 ]

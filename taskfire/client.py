@@ -20,6 +20,7 @@ from .states import AWAITING, DELETED, ENQUEUED, SCHEDULED, Deleted, Enqueued, S
 from .storage import Storage
 from .storage.connection import DEFAULT_URL
 from .storage.keys import DEFAULT_PREFIX
+from .waiting import outcome_of_batch, outcome_of_job
 
 __all__ = ["Taskfire", "DEFAULT_URL", "DEFAULT_PREFIX", "default_client", "new_job_id", "transition_for"]
 
@@ -177,6 +178,21 @@ class Taskfire:
         return [build_job(i, fields, history, due, [c.decode() for c in continuations], log_lines) if fields else None
                 for i, (fields, history, due, continuations, log_lines)
                 in zip(job_ids, self.storage.read_jobs(job_ids), strict=True)]
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Blocks until the job has an outcome (Succeeded, Failed after its last retry,
+        Deleted, or another final state) and returns it; TimeoutError after `timeout`
+        seconds (None: no limit), NotFoundError if there is no such job. It waits in
+        Redis, with no polling: the outcome wakes it, and a job nobody waits for pays
+        nothing."""
+        status = self.storage.wait_for_outcome("job", job_id, timeout)
+        return outcome_of_job(job_id, timeout, status, self.get_job(job_id))
+
+    def wait_batch(self, batch_id: str, timeout: float | None = None) -> Batch:
+        """Blocks until every member of the batch has an outcome and returns the batch
+        (`outcome` "succeeded", "failed" or "deleted"), as `wait` does for a job."""
+        status = self.storage.wait_for_outcome("batch", batch_id, timeout)
+        return outcome_of_batch(batch_id, timeout, status, self.get_batch(batch_id))
 
     def job_ids_in_state(self, state: str, offset: int = 0, limit: int = 100, *,
                          queue: str | None = None) -> list[str]:

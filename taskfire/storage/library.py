@@ -25,7 +25,7 @@ SHARED = ("base.lua", "gather.lua", "states.lua", "workflow.lua", "admission.lua
 
 #: One function per script: lua/scripts/<name>.lua.
 SCRIPT_NAMES = ("create", "fetch", "transition", "finish", "extend", "heartbeat", "recurring_claim",
-                "recurring_fire", "continue", "batch_open", "bulk", "backfill")
+                "recurring_fire", "continue", "batch_open", "bulk", "backfill", "wait")
 
 
 def _assemble() -> tuple[str, str]:

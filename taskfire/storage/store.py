@@ -34,6 +34,10 @@ from .wire import Applied, Fetch, FetchRequest, NewBatch, NewJob, Transition
 
 __all__ = ["Storage", "TRANSIENT_ERRORS"]
 
+#: Longest single block of a client waiting for an outcome: well inside the socket
+#: timeout, so that a long wait is several blocks, never a read that times out.
+WAIT_BLOCK_S = 5.0
+
 #: A stored job as read: its hash, history entries, due time (if scheduled), the ids of
 #: the jobs awaiting it, and its log.
 RawJob = tuple[dict[bytes, bytes], list[bytes], float | None, list[bytes], list[bytes]]
@@ -188,6 +192,26 @@ class Storage:
         reply = self.scripts.run([Call("fetch", wire.encode_fetch(request))],
                                  before=("BLPOP", *keys, block_seconds(timeout)))[0]
         return wire.decode_fetch(reply)
+
+    def wait_for_outcome(self, kind: str, id_: str, timeout: float | None) -> int:
+        """Blocks until a job (`kind` "job") or batch has an outcome, or `timeout` seconds
+        (None: no limit) pass: wire.HAS_OUTCOME, wire.MISSING (no such job or batch), or
+        wire.WAITING (timed out). No polling: wait.lua counts this caller among the
+        waiters (or finds the outcome already there), then a BLPOP waits for the token
+        the outcome leaves; a token left by an earlier outcome (the job was requeued
+        since) only makes it check again."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        key = self.keys.outcome(kind, id_)
+        while True:
+            status = wire.decode_wait(self.scripts.call("wait", wire.encode_wait(kind, id_)))
+            if status != wire.WAITING:
+                return status
+            while True:
+                left = WAIT_BLOCK_S if deadline is None else min(deadline - time.monotonic(), WAIT_BLOCK_S)
+                if left <= 0:
+                    return wire.WAITING
+                if self.scripts.send("BLPOP", key, block_seconds(left)) is not None:
+                    break
 
     def wait_for_recurring(self, timeout: float) -> bool:
         """Blocks until a recurring job is added or enabled, or `timeout` passes."""
