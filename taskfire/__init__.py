@@ -1,5 +1,6 @@
 """taskfire: background jobs on Redis, with states, retries, schedules and workers."""
 
+from .async_client import AsyncTaskfire
 from .client import Taskfire
 from .cron import Cron
 from .context import CancellationToken, JobContext, current_job
@@ -12,7 +13,7 @@ from .states import Deleted, Enqueued, Failed, Scheduled, State, Succeeded
 
 __all__ = [
     # client and jobs
-    "Taskfire", "job", "JobFunction", "Job", "HistoryEntry", "ExceptionInfo",
+    "Taskfire", "AsyncTaskfire", "job", "JobFunction", "Job", "HistoryEntry", "ExceptionInfo",
     # recurring jobs
     "Cron", "RecurringJob",
     # inside a running job

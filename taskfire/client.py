@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
 from .batches import Batch, BatchBuilder, build_batch
 from .creation import Creator, new_job_id
 from .errors import ConfigError
+from .settings import client_settings
 from .filters import FilterList, global_filters
 from .job import JobFunction, default_client, set_default_client
 from .payload import decode_value, encode_result, encode_value, param_field
@@ -24,22 +24,8 @@ from .waiting import outcome_of_batch, outcome_of_job
 
 __all__ = ["Taskfire", "DEFAULT_URL", "DEFAULT_PREFIX", "default_client", "new_job_id", "transition_for"]
 
-DEFAULT_RETENTION = timedelta(days=1)
-
 #: `change_state(..., result=NO_RESULT)`: store no result.
 NO_RESULT: Any = object()
-
-
-def _number_from_env(name: str, default: float, kind: type[int] | type[float] = int) -> Any:
-    """A number from the environment variable `name` (default when unset), or a
-    ConfigError naming the variable."""
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
 
 
 class Taskfire:
@@ -64,25 +50,12 @@ class Taskfire:
     def __init__(self, url: str | None = None, *, prefix: str | None = None,
                  retention: timedelta | float | None = None, wait_replicas: int | None = None,
                  wait_timeout_ms: int | None = None) -> None:
-        url = url or os.environ.get("TASKFIRE_REDIS_URL") or DEFAULT_URL
-        self.embedded = None
-        if url == "embedded":
-            from .embedded import EmbeddedServer
-            self.embedded = EmbeddedServer.shared()
-            url = self.embedded.url
-        if retention is None:
-            retention = _number_from_env("TASKFIRE_RETENTION", DEFAULT_RETENTION.total_seconds(), float)
-        seconds = retention.total_seconds() if isinstance(retention, timedelta) else float(retention)
-        if seconds < 1:
-            raise ConfigError(f"retention must be at least one second, not {retention!r}")
-        self.url = url
-        self.prefix = prefix if prefix is not None else os.environ.get("TASKFIRE_PREFIX", DEFAULT_PREFIX)
-        if wait_replicas is None:
-            wait_replicas = _number_from_env("TASKFIRE_WAIT_REPLICAS", 0)
-        if wait_timeout_ms is None:
-            wait_timeout_ms = _number_from_env("TASKFIRE_WAIT_TIMEOUT_MS", 1000)
-        self.storage = Storage(url, self.prefix, retention_s=int(seconds), wait_replicas=wait_replicas,
-                               wait_timeout_ms=wait_timeout_ms)
+        settings = client_settings(url, prefix, retention, wait_replicas, wait_timeout_ms)
+        self.embedded = settings.embedded
+        self.url = settings.url
+        self.prefix = settings.prefix
+        self.storage = Storage(self.url, self.prefix, retention_s=settings.retention_s,
+                               wait_replicas=settings.wait_replicas, wait_timeout_ms=settings.wait_timeout_ms)
         self.creator = Creator(self.storage)
         self.changer = StateChanger(self.storage)
         self.recurring = RecurringJobs(self.storage)

@@ -93,6 +93,47 @@ def build(jf: JobFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, An
     return new, lambda: run_created(filters, done)
 
 
+def build_calls(jf: JobFunction[..., Any], calls: Iterable[tuple[Any, ...] | dict[str, Any]]
+                ) -> list[tuple[NewJob, OnCreated]]:
+    """The jobs for many calls of `jf` (a tuple of positional or a dict of keyword
+    arguments each), every call checked before any is stored."""
+    made = []
+    for call in calls:
+        if isinstance(call, dict):
+            made.append(build(jf, (), call))
+        elif isinstance(call, tuple):
+            made.append(build(jf, call, {}))
+        else:
+            raise TypeError(f"enqueue_many takes tuples of positional or dicts of keyword "
+                            f"arguments, not {type(call).__name__}: {call!r}")
+    return made
+
+
+def stored_ids(made: list[tuple[NewJob, OnCreated]], pending: dict[str, str]) -> list[str]:
+    """Once jobs are stored: runs on_created for those created, and returns each one's id
+    (or that of the pending job holding its uniqueness key)."""
+    for new, created in made:
+        if created and new.id not in pending:
+            created()
+    return [pending.get(new.id, new.id) for new, _ in made]
+
+
+def build_continuation(target: JobFunction[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                       on: str) -> tuple[NewJob, OnCreated]:
+    if on not in ("succeeded", "finished"):
+        raise ConfigError(f"on must be 'succeeded' or 'finished', not {on!r}")
+    return build(resolve(target), args, kwargs)
+
+
+def continued(kind: str, parent: str, code: int, created: OnCreated) -> None:
+    """Once a continuation is stored (continue.lua's `code`): on_created, or the error."""
+    if code < 0:
+        raise ConfigError(f"cannot continue {kind} {parent!r}: there is no such {kind} "
+                          f"(never created, or expired after its retention)")
+    if created:
+        created()
+
+
 class Creator:
     """Stores new jobs: one at a time, many at once, as continuations, or as batches."""
 
@@ -115,34 +156,15 @@ class Creator:
                     calls: Iterable[tuple[Any, ...] | dict[str, Any]]) -> list[str]:
         """One job per call (positional arguments as a tuple, keyword ones as a dict);
         every call is checked before any job is stored."""
-        jf = resolve(target)
-        made = []
-        for call in calls:
-            if isinstance(call, dict):
-                made.append(build(jf, (), call))
-            elif isinstance(call, tuple):
-                made.append(build(jf, call, {}))
-            else:
-                raise TypeError(f"enqueue_many takes tuples of positional or dicts of keyword "
-                                f"arguments, not {type(call).__name__}: {call!r}")
-        pending = self.storage.create([new for new, _ in made])
-        for new, created in made:
-            if created and new.id not in pending:
-                created()
-        return [pending.get(new.id, new.id) for new, _ in made]
+        made = build_calls(resolve(target), calls)
+        return stored_ids(made, self.storage.create([new for new, _ in made]))
 
     def continue_job(self, kind: str, parent: str, target: JobFunction[..., Any] | str, args: tuple[Any, ...],
                      kwargs: dict[str, Any], on: str) -> str:
         """Stores a job Awaiting a parent job or batch (`kind`), released when it succeeds
         (`on="succeeded"`) or reaches any outcome (`on="finished"`); returns its id."""
-        if on not in ("succeeded", "finished"):
-            raise ConfigError(f"on must be 'succeeded' or 'finished', not {on!r}")
-        new, created = build(resolve(target), args, kwargs)
-        if self.storage.continue_job(kind, parent, on, new) < 0:
-            raise ConfigError(f"cannot continue {kind} {parent!r}: there is no such {kind} "
-                              f"(never created, or expired after its retention)")
-        if created:
-            created()
+        new, created = build_continuation(target, args, kwargs, on)
+        continued(kind, parent, self.storage.continue_job(kind, parent, on, new), created)
         return new.id
 
     def create_batches(self, batches: Sequence[NewBatch], jobs: Sequence[NewJob],

@@ -43,6 +43,34 @@ WAIT_BLOCK_S = 5.0
 RawJob = tuple[dict[bytes, bytes], list[bytes], float | None, list[bytes], list[bytes]]
 
 
+def check_settings(url: str, prefix: str, wait_replicas: int, wait_timeout_ms: int) -> None:
+    """A store's settings (sync or asyncio), or a ConfigError naming what is wrong."""
+    if connection.is_cluster_url(url) and not connection.has_hash_tag(prefix):
+        raise ConfigError(f"key prefix {prefix!r} has no hash tag: on Redis Cluster every taskfire key "
+                          f"must be in one slot. Use a prefix such as '{{taskfire}}:' "
+                          f"(--prefix / TASKFIRE_PREFIX / Taskfire(prefix=...))")
+    if not isinstance(wait_replicas, int) or wait_replicas < 0:
+        raise ConfigError(f"wait_replicas must be a whole number of replicas, 0 or more, not {wait_replicas!r}")
+    if not isinstance(wait_timeout_ms, int) or wait_timeout_ms < 1:
+        raise ConfigError(f"wait_timeout_ms must be at least 1 ms (WAIT 0 would block forever), "
+                          f"not {wait_timeout_ms!r}")
+
+
+def queue_job_reads(pipe: Any, keys: Keys, job_ids: Sequence[str]) -> None:
+    """What reading jobs asks of Redis (on a sync or an asyncio pipeline): per job, its
+    hash, history, due time, awaiting jobs and log; `grouped_job_reads` reads the replies."""
+    for job_id in job_ids:
+        pipe.hgetall(keys.job(job_id))
+        pipe.lrange(keys.history(job_id), 0, -1)
+        pipe.zscore(keys.schedule, job_id)
+        pipe.lrange(keys.continuations("job", job_id), 0, -1)
+        pipe.lrange(keys.log(job_id), 0, -1)
+
+
+def grouped_job_reads(replies: list[Any]) -> list[RawJob]:
+    return [tuple(replies[i:i + 5]) for i in range(0, len(replies), 5)]  # type: ignore[misc]
+
+
 class Storage:
     """All of taskfire's Redis I/O, for one key prefix."""
 
@@ -51,15 +79,7 @@ class Storage:
                  wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> None:
         """`wait_replicas`: after creating jobs, wait until this many replicas have them
         (WAIT), at most `wait_timeout_ms`, else raise ReplicationTimeout."""
-        if connection.is_cluster_url(url) and not connection.has_hash_tag(prefix):
-            raise ConfigError(f"key prefix {prefix!r} has no hash tag: on Redis Cluster every taskfire key "
-                              f"must be in one slot. Use a prefix such as '{{taskfire}}:' "
-                              f"(--prefix / TASKFIRE_PREFIX / Taskfire(prefix=...))")
-        if not isinstance(wait_replicas, int) or wait_replicas < 0:
-            raise ConfigError(f"wait_replicas must be a whole number of replicas, 0 or more, not {wait_replicas!r}")
-        if not isinstance(wait_timeout_ms, int) or wait_timeout_ms < 1:
-            raise ConfigError(f"wait_timeout_ms must be at least 1 ms (WAIT 0 would block forever), "
-                              f"not {wait_timeout_ms!r}")
+        check_settings(url, prefix, wait_replicas, wait_timeout_ms)
         self.url = url
         self.keys = Keys(prefix)
         self.retention_s = retention_s
@@ -233,14 +253,8 @@ class Storage:
     def read_jobs(self, job_ids: Sequence[str]) -> list[RawJob]:
         """Each job as stored, all in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.hgetall(self.keys.job(job_id))
-            pipe.lrange(self.keys.history(job_id), 0, -1)
-            pipe.zscore(self.keys.schedule, job_id)
-            pipe.lrange(self.keys.continuations("job", job_id), 0, -1)
-            pipe.lrange(self.keys.log(job_id), 0, -1)
-        r = pipe.execute()
-        return [tuple(r[i:i + 5]) for i in range(0, len(r), 5)]  # type: ignore[misc]
+        queue_job_reads(pipe, self.keys, job_ids)
+        return grouped_job_reads(pipe.execute())
 
     def set_job_field(self, job_id: str, field: str, value: bytes | str) -> None:
         self.redis.hset(self.keys.job(job_id), field, value)
