@@ -316,6 +316,15 @@ class Storage:
             pipe.hincrby(self.keys.job_metrics, field, n)
         pipe.execute()
 
+    def clear(self) -> int:
+        """Deletes every key under this prefix (a test's store, thrown away); how many.
+        Never meant for a store in use: jobs, queues and history all go."""
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.keys.prefix) + "*"
+        keys = list(self.redis.scan_iter(match=pattern, count=1000))
+        for i in range(0, len(keys), 1000):
+            self.redis.delete(*keys[i:i + 1000])
+        return len(keys)
+
     # -- helpers -------------------------------------------------------------------
 
     def write_if(self, key: str, check: Callable[[Any], bool], write: Callable[[Any], Any]) -> bool:
