@@ -70,9 +70,10 @@ def build(jf: JobFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, An
     opts = b"" if jf.overrides == _NO_OVERRIDES else _opts_encoder.encode(jf.overrides)
     filters = pipeline(jf.filters) if jf.filters or len(global_filters) else None
     creating = None
+    job_id = new_job_id()
     if filters:
         fields = dict(fields or {})
-        creating = CreatingContext(jf.name, args, kwargs, jf.queue)
+        creating = CreatingContext(jf.name, args, kwargs, jf.queue, job_id)
         run_creating(filters, creating)
         for name, value in creating.params.items():
             fields[param_field(name)] = encode_value(name, value)
@@ -85,7 +86,7 @@ def build(jf: JobFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, An
             bound.apply_defaults()
             identity = encode_args(jf.name, bound.args, bound.kwargs)
         fields = {**(fields or {}), **jf.controls.fields(jf.name, signature, args, kwargs, jf.unique_key, identity)}
-    new = NewJob(id=new_job_id(), fn=jf.name, args=encoded, queue=jf.queue, opts=opts, due=due,
+    new = NewJob(id=job_id, fn=jf.name, args=encoded, queue=jf.queue, opts=opts, due=due,
                  fields=fields or {})
     if creating is None or filters is None:
         return new, None
