@@ -146,6 +146,11 @@ class Creator:
         """Stores one job (now, or at `due`); returns its id, or the id of the pending job
         that holds its uniqueness key."""
         new, created = build(resolve(target), args, kwargs, due)
+        return self.store(new, created)
+
+    def store(self, new: NewJob, created: OnCreated) -> str:
+        """Stores a job `build` made (perhaps a while ago: when a database transaction
+        commits, say); returns its id, or that of the pending job holding its uniqueness key."""
         pending = self.storage.create([new]).get(new.id)
         if pending is not None:
             return pending
