@@ -43,7 +43,7 @@ class TracingFilter(JobFilter):
         with self.tracer.start_as_current_span(f"enqueue {ctx.queue}", kind=SpanKind.PRODUCER, attributes={
                 "messaging.system": SYSTEM, "messaging.operation.type": "create",
                 "messaging.operation.name": "enqueue", "messaging.destination.name": ctx.queue,
-                "messaging.message.id": ctx.job_id, "taskfire.job.function": ctx.job_name}):
+                "messaging.message.id": ctx.job_id, "messaging.taskfire.function": ctx.job_name}):
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
         ctx.set_param(TRACE_PARAM, carrier)
@@ -57,8 +57,8 @@ class TracingFilter(JobFilter):
             links=[Link(linked)] if linked.is_valid else [],
             attributes={"messaging.system": SYSTEM, "messaging.operation.type": "process",
                         "messaging.operation.name": "process", "messaging.destination.name": job.queue,
-                        "messaging.message.id": job.id, "taskfire.job.function": job.name,
-                        "taskfire.job.attempt": job.attempt, "messaging.client.id": job.worker_id})
+                        "messaging.message.id": job.id, "messaging.taskfire.function": job.name,
+                        "messaging.taskfire.attempt": job.attempt, "messaging.client.id": job.worker_id})
         token = context.attach(trace.set_span_in_context(span))
         with self._lock:
             self._running[job.id] = (span, token)
@@ -71,7 +71,7 @@ class TracingFilter(JobFilter):
         if running is None:
             return  # not a run of this process: a change asked for by a client
         span, token = running
-        span.set_attribute("taskfire.job.outcome", ctx.candidate.name)
+        span.set_attribute("messaging.taskfire.outcome", ctx.candidate.name)
         if ctx.exception is not None:
             span.record_exception(ctx.exception)
             span.set_status(Status(StatusCode.ERROR, f"{type(ctx.exception).__name__}: {ctx.exception}"))

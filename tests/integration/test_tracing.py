@@ -33,7 +33,7 @@ def test_a_run_is_a_consumer_span_linked_to_the_enqueuing_span(tf, start_worker)
     assert enqueue["attributes"] == {
         "messaging.system": "taskfire", "messaging.operation.type": "create", "messaging.operation.name": "enqueue",
         "messaging.destination.name": "default", "messaging.message.id": job_id,
-        "taskfire.job.function": "tests.otel_jobs:traced"}
+        "messaging.taskfire.function": "tests.otel_jobs:traced"}
     traceparent = tf.get_job(job_id).params["trace"]["traceparent"]
     assert traceparent.startswith(f"00-{enqueue['trace_id']}-{enqueue['span_id']}-")  # then the trace flags
     # When a worker runs it
@@ -49,8 +49,8 @@ def test_a_run_is_a_consumer_span_linked_to_the_enqueuing_span(tf, start_worker)
     assert attributes == {
         "messaging.system": "taskfire", "messaging.operation.type": "process", "messaging.operation.name": "process",
         "messaging.destination.name": "default", "messaging.message.id": job_id,
-        "taskfire.job.function": "tests.otel_jobs:traced", "taskfire.job.attempt": 1,
-        "taskfire.job.outcome": "Succeeded"}
+        "messaging.taskfire.function": "tests.otel_jobs:traced", "messaging.taskfire.attempt": 1,
+        "messaging.taskfire.outcome": "Succeeded"}
     [inside] = [s for s in spans if s["name"] == "inside the job"]
     assert inside["parent_id"] == run["span_id"] and inside["trace_id"] == run["trace_id"]
 
@@ -61,8 +61,8 @@ def test_each_attempt_is_a_span_with_its_outcome_and_a_failure_records_its_excep
     start_worker(modules=MODULES)
     assert tf.wait(job_id, timeout=30).state == "Succeeded"
     runs = sorted((s for s in worker_spans(tf) if s["name"] == "process default"),
-                  key=lambda s: s["attributes"]["taskfire.job.attempt"])
-    assert [(r["attributes"]["taskfire.job.attempt"], r["attributes"]["taskfire.job.outcome"], r["status"])
+                  key=lambda s: s["attributes"]["messaging.taskfire.attempt"])
+    assert [(r["attributes"]["messaging.taskfire.attempt"], r["attributes"]["messaging.taskfire.outcome"], r["status"])
             for r in runs] == [(1, "Scheduled", "ERROR"), (2, "Succeeded", "UNSET")]
     assert runs[0]["events"] == ["exception"] and runs[1]["events"] == []
     link = [f"{enqueue.context.trace_id:032x}", f"{enqueue.context.span_id:016x}"]
