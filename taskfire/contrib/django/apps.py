@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from django import conf  # (conf.settings, read at call time: the module holds no lazy object)
 from django.apps import AppConfig, apps
-from django.conf import settings as django_settings
 
 from ...client import Taskfire
 from ...errors import ConfigError
@@ -18,7 +18,7 @@ _client: Taskfire | None = None
 
 def settings() -> dict[str, Any]:
     """settings.TASKFIRE, checked: a misspelt key is an error, not a silent default."""
-    given = getattr(django_settings, "TASKFIRE", {}) or {}
+    given = getattr(conf.settings, "TASKFIRE", {}) or {}
     unknown = sorted(set(given) - set(KEYS))
     if unknown:
         raise ConfigError(f"settings.TASKFIRE: unknown key(s) {', '.join(unknown)}; known: {', '.join(KEYS)}")

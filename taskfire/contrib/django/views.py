@@ -12,7 +12,7 @@ import io
 import sys
 from typing import Any
 
-from django.conf import settings as django_settings
+from django import conf
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -31,7 +31,7 @@ def dashboard_app() -> Any:
     if _app is None:
         from taskfire_dashboard import create_app
 
-        secret = hmac.new(django_settings.SECRET_KEY.encode(), b"taskfire dashboard", hashlib.sha256).hexdigest()
+        secret = hmac.new(conf.settings.SECRET_KEY.encode(), b"taskfire dashboard", hashlib.sha256).hexdigest()
         _app = create_app(client(), authorize=lambda request: request.environ.get(STAFF) is True,
                           read_only=bool(settings().get("DASHBOARD_READ_ONLY")), secret_key=secret)
         _app.config["SESSION_COOKIE_NAME"] = "taskfire_dashboard"  # beside Django's sessionid
