@@ -9,6 +9,7 @@ Prints a table. Run it on a quiet machine; compare only figures from the same ru
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from taskfire import Taskfire
+from taskfire import AsyncTaskfire, Taskfire
 from taskfire.embedded import EmbeddedServer
 
 from . import jobs
@@ -53,6 +54,22 @@ def bench_enqueue(url: str, n: int) -> float:
     for _ in range(n):
         tf.enqueue(jobs.incr)
     return n / (time.perf_counter() - started)
+
+
+def bench_enqueue_async(url: str, n: int, tasks: int = 100) -> float:
+    """AsyncTaskfire: `tasks` coroutines on one event loop, each enqueueing in turn."""
+    async def run() -> float:
+        async with AsyncTaskfire(url, prefix="b-async:") as tf:
+            await tf.enqueue(jobs.incr)  # the library loaded, a connection made
+
+            async def task(count: int) -> None:
+                for _ in range(count):
+                    await tf.enqueue(jobs.incr)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(task(n // tasks) for _ in range(tasks)))
+            return n // tasks * tasks / (time.perf_counter() - started)
+    return asyncio.run(run())
 
 
 def bench_bulk(url: str, n: int) -> float:
@@ -117,6 +134,7 @@ def main() -> None:
         n = args.jobs
         rows = [
             ("enqueue, one call per job", f"{bench_enqueue(server.url, n // 4):,.0f} jobs/s"),
+            ("enqueue, AsyncTaskfire, 100 tasks, one loop", f"{bench_enqueue_async(server.url, n // 4):,.0f} jobs/s"),
             ("enqueue_many, 1000 per call", f"{bench_bulk(server.url, n):,.0f} jobs/s"),
             ("Redis memory per enqueued job", f"{bench_memory(server.url, n):,.0f} bytes"),
             ("processing, 1 process x 8 threads", f"{bench_processing(server.url, n, 1, 8):,.0f} jobs/s"),

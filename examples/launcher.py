@@ -23,10 +23,12 @@ from taskfire.embedded import EmbeddedServer
 @contextlib.contextmanager
 def running(modules: Sequence[str], *, queues: str = "default", threads: int = 4,
             recurring_file: str | None = None, environment: str | None = None,
-            env: Mapping[str, str] | None = None, instances: int = 1) -> Iterator[Taskfire]:
+            env: Mapping[str, str] | None = None, instances: int = 1,
+            command: Sequence[str] | None = None) -> Iterator[Taskfire]:
     """Starts the server (unless TASKFIRE_REDIS_URL names one) and `instances` workers
     for `modules` (as if on that many hosts); yields a client; stops them all (the
-    workers gracefully) when the block ends."""
+    workers gracefully) when the block ends. `command`: the worker command, if not
+    `taskfire worker` (a framework's own, such as Django's `manage.py taskfire_worker`)."""
     server: EmbeddedServer | None = None
     url = os.environ.get("TASKFIRE_REDIS_URL", "")
     if not url or url == "embedded":
@@ -36,7 +38,8 @@ def running(modules: Sequence[str], *, queues: str = "default", threads: int = 4
         else:
             url = server.start()
         print(f"taskfire: embedded Valkey at {url}", flush=True)
-    args = [sys.executable, "-m", "taskfire", "worker", *modules, "--queues", queues, "--threads", str(threads)]
+    args = [*(command or (sys.executable, "-m", "taskfire", "worker")), *modules, "--queues", queues,
+            "--threads", str(threads)]
     if recurring_file:
         args += ["--recurring-file", recurring_file]
     if environment:
@@ -47,6 +50,7 @@ def running(modules: Sequence[str], *, queues: str = "default", threads: int = 4
     # signal would stop them at once).
     worker_env = {"TASKFIRE_LOG_LEVEL": "WARNING", **os.environ, **(env or {}), "TASKFIRE_REDIS_URL": url}
     workers = [subprocess.Popen(args, env=worker_env, start_new_session=True) for _ in range(instances)]
+    os.environ["TASKFIRE_REDIS_URL"] = url  # for the example's own clients, too
     tf = Taskfire(url)
     signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C (docker stop, systemd, kill)
     try:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import msgspec
 
-from .creation import Creator, build, new_job_id, resolve
+from .creation import build, new_job_id, resolve
 from .errors import ConfigError
 from .job import JobFunction
 from .records import from_ms
@@ -59,31 +59,25 @@ def build_batch(batch_id: str, h: dict[bytes, bytes]) -> Batch:
         parent_batch_id=f.get("batch"))
 
 
-class BatchBuilder:
-    """Collects a batch's jobs, nested batches and continuations; `commit()` (or the end
-    of its `with` block) stores them all in one MULTI. A block that raises stores
-    nothing."""
+class BatchPlan:
+    """What a batch builder collects (its jobs, nested batches and continuations) before
+    its commit stores them all in one MULTI; BatchBuilder commits with the sync client,
+    AsyncBatchBuilder with the asyncio one."""
 
-    def __init__(self, creator: Creator, parent: BatchBuilder | None = None) -> None:
+    def __init__(self, creator: Any, parent: BatchPlan | None = None) -> None:
         self.creator = creator
         self.parent = parent
         self.id = new_job_id()
         self.jobs: list[NewJob] = []
-        self.children: list[BatchBuilder] = []
+        self.children: list[BatchPlan] = []
         self.continuations: list[tuple[JobFunction[..., Any] | str, tuple[Any, ...], dict[str, Any], str]] = []
         self.created: list[Callable[[], None]] = []  # client filters' on_created, after the commit
         self.committed = False
 
-    def __enter__(self) -> BatchBuilder:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is not None:
-            if self.parent is not None and self in self.parent.children:
-                self.parent.children.remove(self)
-            return
-        if self.parent is None:
-            self.commit()
+    def _discard(self) -> None:
+        """A nested batch whose block raised: its parent stores nothing of it."""
+        if self.parent is not None and self in self.parent.children:
+            self.parent.children.remove(self)
 
     def _add(self, target: JobFunction[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any],
              due: str = "") -> str:
@@ -105,26 +99,20 @@ class BatchBuilder:
                  *args: Any, **kwargs: Any) -> str:
         return self._add(target, args, kwargs, Scheduled.when(when).due_arg())
 
-    def batch(self) -> BatchBuilder:
-        """A nested batch: one member of this one, committed with it."""
-        child = BatchBuilder(self.creator, self)
-        self.children.append(child)
-        return child
-
     def continue_with(self, target: JobFunction[..., Any] | str, *args: Any, on: str = "succeeded",
                       **kwargs: Any) -> None:
         """A job to run when this batch finishes, created right after the commit."""
         self.continuations.append((target, args, kwargs, on))
 
-    def commit(self) -> str:
-        """Stores the batch, its nested batches and all their jobs at once; returns its id."""
+    def _plan(self) -> tuple[list[NewBatch], list[NewJob], list[Callable[[], None]], list[BatchPlan]]:
+        """Every batch and job to store at the commit, and the builders they came from."""
         if self.parent is not None:
             raise RuntimeError("a nested batch is committed with its outermost batch")
         batches: list[NewBatch] = []
         jobs: list[NewJob] = []
-        builders: list[BatchBuilder] = []
+        builders: list[BatchPlan] = []
 
-        def walk(b: BatchBuilder, parent: str) -> None:
+        def walk(b: BatchPlan, parent: str) -> None:
             batches.append(NewBatch(b.id, len(b.jobs) + len(b.children), parent))
             jobs.extend(b.jobs)
             builders.append(b)
@@ -132,7 +120,33 @@ class BatchBuilder:
                 walk(c, b.id)
 
         walk(self, "")
-        self.creator.create_batches(batches, jobs, [created for b in builders for created in b.created])
+        return batches, jobs, [created for b in builders for created in b.created], builders
+
+
+class BatchBuilder(BatchPlan):
+    """Collects a batch's jobs, nested batches and continuations; `commit()` (or the end
+    of its `with` block) stores them all in one MULTI. A block that raises stores
+    nothing."""
+
+    def __enter__(self) -> BatchBuilder:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None:
+            self._discard()
+        elif self.parent is None:
+            self.commit()
+
+    def batch(self) -> BatchBuilder:
+        """A nested batch: one member of this one, committed with it."""
+        child = BatchBuilder(self.creator, self)
+        self.children.append(child)
+        return child
+
+    def commit(self) -> str:
+        """Stores the batch, its nested batches and all their jobs at once; returns its id."""
+        batches, jobs, created, builders = self._plan()
+        self.creator.create_batches(batches, jobs, created)
         for b in builders:
             b.committed = True
             for target, args, kwargs, on in b.continuations:

@@ -54,6 +54,11 @@ def add_worker_options(parser: argparse.ArgumentParser, skip: Sequence[str] = ()
         if field == "modules":
             parser.add_argument("modules", nargs="*", help=f"{cfg.HELP[field]} [{env}]")
             continue
+        if cfg.WorkerConfig.__struct_defaults__[cfg.WorkerConfig.__struct_fields__.index(field)] is False:
+            # a switch (--burst): a value after it would swallow the module that follows
+            parser.add_argument("--" + field.replace("_", "-"), dest=field, action="store_const", const="true",
+                                help=f"{cfg.HELP[field]} [{env}=1]")
+            continue
         parser.add_argument("--" + field.replace("_", "-"), dest=field, metavar="VALUE",
                             help=f"{cfg.HELP[field]} [{env}]")
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
 from .batches import Batch, BatchBuilder, build_batch
 from .creation import Creator, new_job_id
 from .errors import ConfigError
+from .settings import client_settings
 from .filters import FilterList, global_filters
 from .job import JobFunction, default_client, set_default_client
 from .payload import decode_value, encode_result, encode_value, param_field
@@ -20,12 +20,9 @@ from .states import AWAITING, DELETED, ENQUEUED, SCHEDULED, Deleted, Enqueued, S
 from .storage import Storage
 from .storage.connection import DEFAULT_URL
 from .storage.keys import DEFAULT_PREFIX
+from .waiting import outcome_of_batch, outcome_of_job
 
 __all__ = ["Taskfire", "DEFAULT_URL", "DEFAULT_PREFIX", "default_client", "new_job_id", "transition_for"]
-
-DEFAULT_RETENTION = timedelta(days=1)
-#: Seconds a call to Redis may take (TASKFIRE_TIMEOUT).
-DEFAULT_TIMEOUT = 5.0
 
 #: `change_state(..., result=NO_RESULT)`: store no result.
 NO_RESULT: Any = object()
@@ -38,18 +35,6 @@ def checked_id(value: object, what: str = "job") -> str:
         raise ConfigError(f"a {what} id is the non-empty string taskfire returned when it was created, "
                           f"not {value!r}")
     return value
-
-
-def _number_from_env(name: str, default: float, kind: type[int] | type[float] = int) -> Any:
-    """A number from the environment variable `name` (default when unset), or a
-    ConfigError naming the variable."""
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
 
 
 class Taskfire:
@@ -79,29 +64,13 @@ class Taskfire:
     def __init__(self, url: str | None = None, *, prefix: str | None = None,
                  retention: timedelta | float | None = None, wait_replicas: int | None = None,
                  wait_timeout_ms: int | None = None, timeout: float | None = None) -> None:
-        url = url or os.environ.get("TASKFIRE_REDIS_URL") or DEFAULT_URL
-        self.embedded = None
-        if url == "embedded":
-            from .embedded import EmbeddedServer
-            self.embedded = EmbeddedServer.shared()
-            url = self.embedded.url
-        if retention is None:
-            retention = _number_from_env("TASKFIRE_RETENTION", DEFAULT_RETENTION.total_seconds(), float)
-        seconds = retention.total_seconds() if isinstance(retention, timedelta) else float(retention)
-        if seconds < 1:
-            raise ConfigError(f"retention must be at least one second, not {retention!r}")
-        self.url = url
-        self.prefix = prefix if prefix is not None else os.environ.get("TASKFIRE_PREFIX", DEFAULT_PREFIX)
-        if wait_replicas is None:
-            wait_replicas = _number_from_env("TASKFIRE_WAIT_REPLICAS", 0)
-        if wait_timeout_ms is None:
-            wait_timeout_ms = _number_from_env("TASKFIRE_WAIT_TIMEOUT_MS", 1000)
-        if timeout is None:
-            timeout = _number_from_env("TASKFIRE_TIMEOUT", DEFAULT_TIMEOUT, float)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < 3600:
-            raise ConfigError(f"timeout must be a number of seconds between 0 and 3600, not {timeout!r}")
-        self.storage = Storage(url, self.prefix, retention_s=int(seconds), wait_replicas=wait_replicas,
-                               wait_timeout_ms=wait_timeout_ms, socket_timeout=float(timeout))
+        settings = client_settings(url, prefix, retention, wait_replicas, wait_timeout_ms, timeout)
+        self.embedded = settings.embedded
+        self.url = settings.url
+        self.prefix = settings.prefix
+        self.storage = Storage(self.url, self.prefix, retention_s=settings.retention_s,
+                               wait_replicas=settings.wait_replicas, wait_timeout_ms=settings.wait_timeout_ms,
+                               socket_timeout=settings.timeout)
         self.creator = Creator(self.storage)
         self.changer = StateChanger(self.storage)
         self.recurring = RecurringJobs(self.storage)
@@ -198,6 +167,21 @@ class Taskfire:
         return [build_job(i, fields, history, due, [c.decode() for c in continuations], log_lines) if fields else None
                 for i, (fields, history, due, continuations, log_lines)
                 in zip(job_ids, self.storage.read_jobs(job_ids), strict=True)]
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Blocks until the job has an outcome (Succeeded, Failed after its last retry,
+        Deleted, or another final state) and returns it; TimeoutError after `timeout`
+        seconds (None: no limit), NotFoundError if there is no such job. It waits in
+        Redis, with no polling: the outcome wakes it, and a job nobody waits for pays
+        nothing."""
+        status = self.storage.wait_for_outcome("job", checked_id(job_id), timeout)
+        return outcome_of_job(job_id, timeout, status, self.get_job(job_id))
+
+    def wait_batch(self, batch_id: str, timeout: float | None = None) -> Batch:
+        """Blocks until every member of the batch has an outcome and returns the batch
+        (`outcome` "succeeded", "failed" or "deleted"), as `wait` does for a job."""
+        status = self.storage.wait_for_outcome("batch", checked_id(batch_id, "batch"), timeout)
+        return outcome_of_batch(batch_id, timeout, status, self.get_batch(batch_id))
 
     def job_ids_in_state(self, state: str, offset: int = 0, limit: int = 100, *,
                          queue: str | None = None) -> list[str]:

@@ -70,9 +70,10 @@ def build(jf: JobFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, An
     opts = b"" if jf.overrides == _NO_OVERRIDES else _opts_encoder.encode(jf.overrides)
     filters = pipeline(jf.filters) if jf.filters or len(global_filters) else None
     creating = None
+    job_id = new_job_id()
     if filters:
         fields = dict(fields or {})
-        creating = CreatingContext(jf.name, args, kwargs, jf.queue)
+        creating = CreatingContext(jf.name, args, kwargs, jf.queue, job_id)
         run_creating(filters, creating)
         for name, value in creating.params.items():
             fields[param_field(name)] = encode_value(name, value)
@@ -85,12 +86,53 @@ def build(jf: JobFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, An
             bound.apply_defaults()
             identity = encode_args(jf.name, bound.args, bound.kwargs)
         fields = {**(fields or {}), **jf.controls.fields(jf.name, signature, args, kwargs, jf.unique_key, identity)}
-    new = NewJob(id=new_job_id(), fn=jf.name, args=encoded, queue=jf.queue, opts=opts, due=due,
+    new = NewJob(id=job_id, fn=jf.name, args=encoded, queue=jf.queue, opts=opts, due=due,
                  fields=fields or {})
     if creating is None or filters is None:
         return new, None
     done = CreatedContext(new.id, creating)
     return new, lambda: run_created(filters, done)
+
+
+def build_calls(jf: JobFunction[..., Any], calls: Iterable[tuple[Any, ...] | dict[str, Any]]
+                ) -> list[tuple[NewJob, OnCreated]]:
+    """The jobs for many calls of `jf` (a tuple of positional or a dict of keyword
+    arguments each), every call checked before any is stored."""
+    made = []
+    for call in calls:
+        if isinstance(call, dict):
+            made.append(build(jf, (), call))
+        elif isinstance(call, tuple):
+            made.append(build(jf, call, {}))
+        else:
+            raise TypeError(f"enqueue_many takes tuples of positional or dicts of keyword "
+                            f"arguments, not {type(call).__name__}: {call!r}")
+    return made
+
+
+def stored_ids(made: list[tuple[NewJob, OnCreated]], pending: dict[str, str]) -> list[str]:
+    """Once jobs are stored: runs on_created for those created, and returns each one's id
+    (or that of the pending job holding its uniqueness key)."""
+    for new, created in made:
+        if created and new.id not in pending:
+            created()
+    return [pending.get(new.id, new.id) for new, _ in made]
+
+
+def build_continuation(target: JobFunction[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                       on: str) -> tuple[NewJob, OnCreated]:
+    if on not in ("succeeded", "finished"):
+        raise ConfigError(f"on must be 'succeeded' or 'finished', not {on!r}")
+    return build(resolve(target), args, kwargs)
+
+
+def continued(kind: str, parent: str, code: int, created: OnCreated) -> None:
+    """Once a continuation is stored (continue.lua's `code`): on_created, or the error."""
+    if code < 0:
+        raise ConfigError(f"cannot continue {kind} {parent!r}: there is no such {kind} "
+                          f"(never created, or expired after its retention)")
+    if created:
+        created()
 
 
 class Creator:
@@ -104,6 +146,11 @@ class Creator:
         """Stores one job (now, or at `due`); returns its id, or the id of the pending job
         that holds its uniqueness key."""
         new, created = build(resolve(target), args, kwargs, due)
+        return self.store(new, created)
+
+    def store(self, new: NewJob, created: OnCreated) -> str:
+        """Stores a job `build` made (perhaps a while ago: when a database transaction
+        commits, say); returns its id, or that of the pending job holding its uniqueness key."""
         pending = self.storage.create([new]).get(new.id)
         if pending is not None:
             return pending
@@ -116,16 +163,7 @@ class Creator:
         """One job per call (positional arguments as a tuple, keyword ones as a dict);
         every call is checked before any job is stored. If not all are stored (a Redis
         that filled up half-way), EnqueueError says which were."""
-        jf = resolve(target)
-        made = []
-        for call in calls:
-            if isinstance(call, dict):
-                made.append(build(jf, (), call))
-            elif isinstance(call, tuple):
-                made.append(build(jf, call, {}))
-            else:
-                raise TypeError(f"enqueue_many takes tuples of positional or dicts of keyword "
-                                f"arguments, not {type(call).__name__}: {call!r}")
+        made = build_calls(resolve(target), calls)
         try:
             pending = self.storage.create([new for new, _ in made])
         except EnqueueError as exc:  # some chunks stored: their on_created runs all the same
@@ -134,23 +172,14 @@ class Creator:
                 if created and new.id in stored:
                     created()
             raise
-        for new, created in made:
-            if created and new.id not in pending:
-                created()
-        return [pending.get(new.id, new.id) for new, _ in made]
+        return stored_ids(made, pending)
 
     def continue_job(self, kind: str, parent: str, target: JobFunction[..., Any] | str, args: tuple[Any, ...],
                      kwargs: dict[str, Any], on: str) -> str:
         """Stores a job Awaiting a parent job or batch (`kind`), released when it succeeds
         (`on="succeeded"`) or reaches any outcome (`on="finished"`); returns its id."""
-        if on not in ("succeeded", "finished"):
-            raise ConfigError(f"on must be 'succeeded' or 'finished', not {on!r}")
-        new, created = build(resolve(target), args, kwargs)
-        if self.storage.continue_job(kind, parent, on, new) < 0:
-            raise ConfigError(f"cannot continue {kind} {parent!r}: there is no such {kind} "
-                              f"(never created, or expired after its retention)")
-        if created:
-            created()
+        new, created = build_continuation(target, args, kwargs, on)
+        continued(kind, parent, self.storage.continue_job(kind, parent, on, new), created)
         return new.id
 
     def create_batches(self, batches: Sequence[NewBatch], jobs: Sequence[NewJob],

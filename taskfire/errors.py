@@ -13,6 +13,11 @@ class ConfigError(TaskfireError, ValueError):
     """An option, queue name or job definition is invalid; the message names the fix."""
 
 
+class NotFoundError(TaskfireError, LookupError):
+    """No job or batch has this id: it was never created, or it expired after its
+    retention period."""
+
+
 class JobError(TaskfireError):
     """A job could not be run at all. Retrying cannot help, so the job fails at once."""
 

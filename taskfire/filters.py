@@ -31,7 +31,9 @@ class CreationCancelled(Exception):
 
 
 class CreatingContext:
-    def __init__(self, job_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], queue: str) -> None:
+    def __init__(self, job_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], queue: str,
+                 job_id: str = "") -> None:
+        self.job_id = job_id  # the id the job will have if it is stored
         self.job_name = job_name
         self.args = args
         self.kwargs = kwargs

@@ -36,7 +36,16 @@ class JobClient(Protocol):
                   on: str) -> str: ...
 
 
+class AsyncJobClient(Protocol):
+    """What a job function needs of an asyncio client (taskfire.AsyncTaskfire)."""
+
+    async def enqueue(self, target: Any, /, *args: Any, **kwargs: Any) -> str: ...
+    async def schedule(self, target: Any, when: datetime | timedelta | float, /, *args: Any,
+                       **kwargs: Any) -> str: ...
+
+
 _default: JobClient | None = None
+_default_async: AsyncJobClient | None = None
 
 
 def set_default_client(client: JobClient) -> None:
@@ -50,6 +59,20 @@ def default_client() -> Any:
     if _default is None:
         raise RuntimeError("no Taskfire client yet: create one first, e.g. tf = Taskfire()")
     return _default
+
+
+def set_default_async_client(client: AsyncJobClient) -> None:
+    """Makes `client` the one `await job.enqueue_async(...)` uses (every new AsyncTaskfire
+    does this)."""
+    global _default_async
+    _default_async = client
+
+
+def default_async_client() -> Any:
+    """The client `await job.enqueue_async(...)` uses: the most recently created AsyncTaskfire."""
+    if _default_async is None:
+        raise RuntimeError("no AsyncTaskfire client yet: create one first, e.g. tf = AsyncTaskfire()")
+    return _default_async
 
 
 class JobOptions(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -150,6 +173,14 @@ class JobFunction(Generic[P, R]):
     def schedule(self, when: datetime | timedelta | float, *args: P.args, **kwargs: P.kwargs) -> str:
         """Stores the job to be enqueued at `when` (an aware datetime) or after a delay."""
         return self._client().schedule(self, when, *args, **kwargs)
+
+    async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """`enqueue` from asyncio code, through the most recently created AsyncTaskfire."""
+        return await default_async_client().enqueue(self, *args, **kwargs)  # type: ignore[no-any-return]
+
+    async def schedule_async(self, when: datetime | timedelta | float, *args: P.args, **kwargs: P.kwargs) -> str:
+        """`schedule` from asyncio code, through the most recently created AsyncTaskfire."""
+        return await default_async_client().schedule(self, when, *args, **kwargs)  # type: ignore[no-any-return]
 
     def continue_with(self, parent_id: str, *args: P.args, **kwargs: P.kwargs) -> str:
         """Stores the job to run once job `parent_id` has succeeded (Awaiting until

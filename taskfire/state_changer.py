@@ -10,7 +10,7 @@ elects a run's outcome itself (the retry policy first) and stores outcomes in gr
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from .filters import ApplyStateContext, ElectStateContext, JobFilter, pipeline, run_applied, run_election
 from .states import Enqueued, Failed, Scheduled, State
@@ -39,6 +39,35 @@ def transition_for(job_id: str, state: State, expected: Sequence[str] = (), *,
                       fields=fields or {})
 
 
+class Change(NamedTuple):
+    """A change of state elected and ready to store (`transition`); `stored` then runs
+    the filters' applied hooks."""
+
+    transition: Transition
+    state: State
+    filters: list[JobFilter]
+
+    def stored(self, applied: Applied) -> None:
+        if applied.code == 1 and self.filters:
+            StateChanger.applied(self.filters, self.transition.job_id, "", applied.old, self.state,
+                                 raise_errors=True)
+
+
+def elect(job_id: str, state: State, expected: Sequence[str] = (), *, unless: Sequence[str] = (),
+          token: str = "", fields: dict[str, bytes | str] | None = None,
+          filters: list[JobFilter] | None = None) -> Change:
+    """The change to store for moving a job to `state`, through `filters` (default: the
+    process-wide ones), whose elections may replace it."""
+    filters = pipeline() if filters is None else filters
+    elected: list[State] = []
+    if filters:
+        election = ElectStateContext(job_id, "", expected[0] if len(expected) == 1 else None, state)
+        state = run_election(filters, election)
+        elected, fields = election.elected, {**(fields or {}), **election.fields}
+    return Change(transition_for(job_id, state, expected, unless=unless, token=token, fields=fields,
+                                 elected=elected), state, filters)
+
+
 class StateChanger:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
@@ -49,16 +78,9 @@ class StateChanger:
         """Moves a job to `state` if it is in one of `expected` (any, if empty) and none of
         `unless` (and holds the lease `token`, if given), through `filters` (default: the
         process-wide ones)."""
-        filters = pipeline() if filters is None else filters
-        elected: list[State] = []
-        if filters:
-            election = ElectStateContext(job_id, "", expected[0] if len(expected) == 1 else None, state)
-            state = run_election(filters, election)
-            elected, fields = election.elected, {**(fields or {}), **election.fields}
-        applied = self.storage.transition(transition_for(job_id, state, expected, unless=unless, token=token,
-                                                         fields=fields, elected=elected))
-        if applied.code == 1 and filters:
-            self.applied(filters, job_id, "", applied.old, state, raise_errors=True)
+        change = elect(job_id, state, expected, unless=unless, token=token, fields=fields, filters=filters)
+        applied = self.storage.transition(change.transition)
+        change.stored(applied)
         return applied
 
     @staticmethod

@@ -20,3 +20,15 @@ charge.enqueue("seven")  # expect-error
 charge.enqueue(7, colour="red")  # expect-error
 charge.schedule(timedelta(seconds=1))  # expect-error
 wrong: int = charge(1)  # expect-error
+
+
+async def from_asyncio() -> None:
+    """AsyncTaskfire and enqueue_async keep the signature too."""
+    from taskfire import AsyncTaskfire
+
+    atf = AsyncTaskfire("redis://127.0.0.1:1/0")
+    job_id: str = await charge.enqueue_async(7)
+    job_id = await charge.schedule_async(timedelta(minutes=5), 7, note="x")
+    job_id = await atf.enqueue(charge, 7)
+    await charge.enqueue_async("seven")  # expect-error
+    not_awaited: str = charge.enqueue_async(7)  # expect-error

@@ -66,6 +66,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     async_limit: int = 1000
     recurring_file: str = ""
     environment: str = ""
+    burst: bool = False
 
     def __post_init__(self) -> None:
         _check_queues(self.queues)
@@ -123,7 +124,16 @@ HELP = {
     "scheduler": "fire due recurring jobs from this worker's processes (true or false)",
     "recurring_file": "TOML file of recurring jobs, synced when the server starts",
     "environment": "the environment whose section of the recurring file applies (e.g. dev, prod)",
+    "burst": "take jobs until the queues are empty and nothing is due within a second, then exit "
+             "(exit code 1 if a job's last run failed)",
 }
+
+#: A burst worker process's exit codes: it found nothing left to do, and whether a job's
+#: last run in it failed. Any other exit is a crash, and the process is replaced.
+BURST_DRAINED, BURST_DRAINED_WITH_FAILURES = 100, 101
+
+#: A burst worker does not stop while a job is due this soon (a retry, a delayed job).
+BURST_HORIZON_S = 1.0
 
 
 def env_name(field: str) -> str:

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 from ..backoff import Backoff
 from ..storage import REDIS_ERRORS, Storage, describe_error
-from .config import WorkerConfig
+from .config import BURST_DRAINED, BURST_DRAINED_WITH_FAILURES, WorkerConfig
 
 log = logging.getLogger("taskfire.server")
 
@@ -57,6 +57,7 @@ class Slot:
         self.started = 0.0
         self.crashes = 0
         self.restart_at = 0.0
+        self.drained: int | None = None  # --burst: the exit code of a process that found nothing left
 
 
 class Server:
@@ -92,6 +93,9 @@ class Server:
             now = time.monotonic()
             for slot in self.slots:
                 self._tend(slot, now)
+            if all(slot.drained is not None for slot in self.slots):
+                log.info("server %s: burst over, every worker process found its queues empty", self.id)
+                break
             if now >= next_beat:
                 next_beat = now + self._beat()
             self.stop_requested.wait(0.1)
@@ -102,7 +106,7 @@ class Server:
             log.warning("server %s: could not remove itself from the servers list (%s); another server's "
                         "heartbeat will", self.id, exc)
         log.info("server %s stopped", self.id)
-        return 0
+        return 1 if any(slot.drained == BURST_DRAINED_WITH_FAILURES for slot in self.slots) else 0
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals += 1
@@ -120,6 +124,11 @@ class Server:
             return
         if p is not None:
             p.join()
+            if self.config.burst and p.exitcode in (BURST_DRAINED, BURST_DRAINED_WITH_FAILURES):
+                slot.drained, slot.process = p.exitcode, None
+        if slot.drained is not None:
+            return
+        if p is not None:
             how = f"signal {-p.exitcode}" if p.exitcode and p.exitcode < 0 else f"exit code {p.exitcode}"
             lived = now - slot.started
             slot.crashes = slot.crashes + 1 if lived < CRASH_WINDOW else 0

@@ -40,8 +40,8 @@ from ..filters import pipeline
 from ..job import default_client, registry
 from ..state_changer import StateChanger, transition_for
 from ..states import PROCESSING, Enqueued, Failed, State
-from ..storage import REDIS_ERRORS, FetchedJob, FetchRequest, Storage, describe_error
-from .config import WorkerConfig
+from ..storage import REDIS_ERRORS, TRANSIENT_ERRORS, Fetch, FetchedJob, FetchRequest, Storage, describe_error
+from .config import BURST_DRAINED, BURST_DRAINED_WITH_FAILURES, BURST_HORIZON_S, WorkerConfig
 from .finisher import Finished, Finisher
 from .metrics import JobMetrics
 from .performer import Outcome, Performer, failure
@@ -97,6 +97,8 @@ class WorkerProcess:
         self.finisher = Finisher(self._store_outcomes)
         self.outcomes = Backoff(f"worker {worker_id} storing outcomes", describe_error)  # one sender at a time
         self.wake_keys = self.storage.wake_keys(worker_id, config.queue_names)
+        self.drained = False  # --burst: stopped for want of jobs
+        self.failed_here: set[str] = set()  # --burst: jobs whose last run in this process failed
 
     def request(self, max_jobs: int, pass_wake: bool = True) -> FetchRequest:
         return FetchRequest(self.id, self.config.queues, max_jobs, self.lease_ms,
@@ -125,7 +127,9 @@ class WorkerProcess:
         while not self.stopping.wait(1.0):
             pass
         self._shutdown()
-        return 0
+        if not self.drained:
+            return 0
+        return BURST_DRAINED_WITH_FAILURES if self.failed_here else BURST_DRAINED
 
     def stop(self, why: str) -> None:
         if not self.stopping.is_set():
@@ -213,6 +217,11 @@ class WorkerProcess:
             try:
                 if batch is None:
                     batch = self.storage.fetch(self.request(free))
+                if self.config.burst and not batch.jobs:
+                    if self._burst_over(batch):
+                        return
+                    batch = None
+                    continue
                 if not batch.jobs:
                     wait = self.config.idle_wait
                     if batch.next_wake_ms is not None:
@@ -227,6 +236,19 @@ class WorkerProcess:
             except Exception as exc:  # Redis's trouble or a bug: logged once, tried again
                 batch = None
                 backoff.wait(exc, self.stopping)
+
+    def _burst_over(self, batch: Fetch) -> bool:
+        """--burst, when a fetch found nothing: over (the process stops) if it holds no job
+        and none is due within BURST_HORIZON_S; else it waits, for a running job to finish
+        (it may enqueue more) or the next due time, before fetching again."""
+        due_in = None if batch.next_wake_ms is None else (batch.next_wake_ms - batch.now_ms) / 1000
+        with self.lock:
+            if not self.held and (due_in is None or due_in > BURST_HORIZON_S):
+                self.drained = True
+                self.stop("burst: the queues are empty and nothing is due")
+                return True
+            self.lock.wait(BURST_HORIZON_S if self.held or due_in is None else max(due_in, 0.001))
+        return False
 
     def _hold(self, jobs: list[FetchedJob]) -> None:
         with self.lock:
@@ -316,6 +338,9 @@ class WorkerProcess:
                 self.changer.applied(filters, job.id, job.fn, done.old, run.state)
             if "retries" in run.fields:  # the retry policy elected a retry
                 self.metrics.retried(job.fn)
+            if self.config.burst:
+                failed = any(isinstance(s, Failed) for s in (run.state, *run.elected))
+                (self.failed_here.add if failed else self.failed_here.discard)(job.id)
         return done.next_job
 
     def _store_outcomes(self, group: list[Finished]) -> None:

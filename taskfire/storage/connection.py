@@ -19,8 +19,12 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
+from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from ..errors import ConfigError
@@ -173,6 +177,30 @@ def connect(url: str, *, socket_timeout: float) -> redis.Redis | RedisCluster:
         raise redis.ConnectionError(f"Redis Cluster at {redacted(url)}: {exc}") from exc
     cluster.commands_parser = _FunctionCallKeys(cluster.commands_parser)  # type: ignore[assignment]
     return cluster
+
+
+def connect_async(url: str, *, socket_timeout: float) -> redis.asyncio.Redis:
+    """An asyncio client for `url` (one server, or a Sentinel-watched primary), for
+    AsyncTaskfire. Its calls are not retried by redis-py: as on the sync path, the
+    caller decides what may be sent twice."""
+    options: dict[str, Any] = dict(socket_timeout=socket_timeout, socket_connect_timeout=5,
+                                   retry=AsyncRetry(NoBackoff(), 0))
+    scheme = url.partition("://")[0].lower()
+    if scheme in _PLAIN_SCHEMES:
+        return redis.asyncio.Redis.from_url(url, health_check_interval=30, **options)
+    if scheme == CLUSTER_SCHEME:
+        raise ConfigError(f"Redis URL {redacted(url)!r}: AsyncTaskfire does not reach a Redis Cluster yet; use "
+                          f"Taskfire (sync) there, from asyncio code with asyncio.to_thread")
+    if scheme != SENTINEL_SCHEME:
+        raise ConfigError(f"Redis URL {redacted(url)!r}: unknown scheme {scheme!r}; use redis://, rediss://, "
+                          f"unix:// or {SENTINEL_SCHEME}://")
+    target = parse(url)
+    sentinel = redis.asyncio.Sentinel(
+        [(a.host, a.port) for a in target.nodes],
+        sentinel_kwargs=dict(socket_timeout=SENTINEL_TIMEOUT, socket_connect_timeout=SENTINEL_TIMEOUT,
+                             username=target.sentinel_username, password=target.sentinel_password),
+        username=target.username, password=target.password, db=target.db, **options)
+    return sentinel.master_for(target.service)
 
 
 class _FunctionCallKeys:

@@ -43,6 +43,7 @@ NAMED: dict[str, tuple[str | None, ...]] = {
     "batch": ("batch:", None),                    # hash: total, succeeded, failed, deleted, ...
     "batch_jobs": ("batch:", None, ":jobs"),      # list: a batch's members' ids
     "continuations": (None, ":", None, ":continuations"),  # list: jobs awaiting a job/batch
+    "outcome": (None, ":", None, ":outcome"),     # list: a token per client waiting for a job/batch's outcome
     "recurring_job": ("recurring-job:", None),    # hash: a recurring job's definition and runs
     "limit": ("limit:", None),                    # zset: jobs holding a limit/mutex, score = lease
     "waiters": ("limit:", None, ":waiters"),      # list: jobs waiting for that limit
@@ -146,6 +147,11 @@ class Keys:
     def continuations(self, kind: str, parent_id: str) -> str:
         """Jobs awaiting a parent of this kind ("job" or "batch")."""
         return self._named("continuations", kind, parent_id)
+
+    def outcome(self, kind: str, id_: str) -> str:
+        """Where a job's (or batch's) outcome leaves a wake-up token for each client
+        waiting for it (`tf.wait`, `tf.wait_batch`)."""
+        return self._named("outcome", kind, id_)
 
     def recurring_job(self, recurring_id: str) -> str:
         return self._named("recurring_job", recurring_id)

@@ -32,7 +32,7 @@ SHARED = ("base.lua", "gather.lua", "states.lua", "workflow.lua", "admission.lua
 
 #: One function per script: lua/scripts/<name>.lua.
 SCRIPT_NAMES = ("create", "fetch", "transition", "finish", "extend", "heartbeat", "recurring_claim",
-                "recurring_fire", "continue", "batch_open", "bulk", "backfill")
+                "recurring_fire", "continue", "batch_open", "bulk", "backfill", "wait")
 
 #: Functions a full Redis still runs: taking, finishing, moving and deleting stored jobs,
 #: renewing their leases, and the servers' heartbeats. Not create, continue, batch_open,

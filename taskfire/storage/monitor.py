@@ -308,6 +308,10 @@ class Monitor:
                                   stats.get(f"{n}:in", 0), stats.get(f"{n}:out", 0)))
         return out
 
+    def queue_names(self) -> list[str]:
+        """Every queue a job was ever put in, sorted."""
+        return sorted(n.decode() for n in self.redis.smembers(self.keys.queues))  # type: ignore[union-attr]
+
     def queue_lengths(self) -> dict[str, int]:
         """Jobs waiting in each known queue."""
         names = sorted(n.decode() for n in self.redis.smembers(self.keys.queues))  # type: ignore[union-attr]

@@ -55,6 +55,63 @@ def block_seconds(timeout: float) -> str:
     return f"{max(math.ceil(timeout * 1000), 1) / 1000:.3f}"
 
 
+def load_refused(exc: ResponseError, url: str) -> Exception:
+    """What to raise when a server refused FUNCTION LOAD."""
+    if "unknown command" in str(exc).lower():
+        return ConfigError(f"taskfire needs Redis 7.0 or later, or Valkey 7.2 or later (it runs its scripts as "
+                           f"Redis Functions); the server at {url} does not know FUNCTION LOAD")
+    return exc
+
+
+def frame(commands: list[Sequence[Any]], transaction: bool, replicas: int, wait_timeout_ms: int,
+          before: Sequence[Any]) -> list[Sequence[Any]]:
+    """Script calls as sent in one round trip: after `before`, inside MULTI/EXEC if a
+    transaction, followed by WAIT if replicas must have them (see Scripts.run)."""
+    framed: list[Sequence[Any]] = [before] if before else []
+    if transaction:
+        framed.append(("MULTI",))
+    framed += commands
+    if transaction:
+        framed.append(("EXEC",))
+    if replicas:
+        framed.append(("WAIT", replicas, wait_timeout_ms))
+    return framed
+
+
+def unframe(replies: list[Any], transaction: bool, replicas: int,
+            before: Sequence[Any]) -> tuple[list[Any], int | None, bool]:
+    """The calls' own replies from a round trip `frame` built, the replicas' count (if
+    WAIT was sent), and whether a cluster answered that taskfire's slot moved."""
+    if before:
+        replies = replies[1:]
+    acked: Any = replies.pop() if replicas else None
+    if transaction:
+        replies = replies[-1]  # EXEC's: one per call
+        if isinstance(replies, Exception):
+            raise replies
+    if any(isinstance(r, _CLUSTER_CHANGES) for r in (*replies, acked)):
+        return replies, None, True
+    if isinstance(acked, Exception):
+        raise acked
+    return replies, None if acked is None else int(acked), False
+
+
+def take_replies(results: list[Any], pending: list[int], replies: Sequence[Any],
+                 errors_in_place: bool = False) -> list[int]:
+    """Puts each pending call's reply in its place in `results`; raises the first error
+    reply (unless `errors_in_place`: it is that call's reply); returns the calls to send
+    again once the library is loaded."""
+    missing = []
+    for i, reply in zip(pending, replies, strict=True):
+        if unknown_function(reply):
+            missing.append(i)
+        elif isinstance(reply, Exception) and not errors_in_place:
+            raise reply
+        else:
+            results[i] = reply
+    return missing
+
+
 class Scripts:
     """Calls the library's functions through one client (see connection.connect)."""
 
@@ -76,11 +133,7 @@ class Scripts:
         try:
             self.client.function_load(LIBRARY, replace=True)
         except ResponseError as exc:
-            if "unknown command" in str(exc).lower():
-                raise ConfigError(f"taskfire needs Redis 7.0 or later, or Valkey 7.2 or later (it runs its "
-                                  f"scripts as Redis Functions); the server at {self.url} does not know "
-                                  f"FUNCTION LOAD") from None
-            raise
+            raise load_refused(exc, self.url) from None
 
     # -- calls ---------------------------------------------------------------------
 
@@ -102,45 +155,22 @@ class Scripts:
         for attempt in range(2):
             replies, acked = self._round_trip([calls[i] for i in pending], transaction, replicas, wait_timeout_ms,
                                               () if attempt else before)
-            missing = []
-            for i, reply in zip(pending, replies, strict=True):
-                if unknown_function(reply):
-                    missing.append(i)
-                elif isinstance(reply, Exception) and not errors_in_place:
-                    raise reply
-                else:
-                    results[i] = reply
-            if not missing:
+            pending = take_replies(results, pending, replies, errors_in_place)
+            if not pending:
                 return results + [acked] if replicas else results
             self.load()
-            pending = missing
         raise RuntimeError("Redis keeps forgetting taskfire's scripts")
 
     def _round_trip(self, calls: Sequence[Call], transaction: bool, replicas: int, wait_timeout_ms: int,
                     before: Sequence[Any]) -> tuple[list[Any], int | None]:
         """Sends the calls (see `run`); their replies, and the replicas' count if asked."""
-        commands: list[Sequence[Any]] = [before] if before else []
-        if transaction:
-            commands.append(("MULTI",))
-        commands += [self.command(c) for c in calls]
-        if transaction:
-            commands.append(("EXEC",))
-        if replicas:
-            commands.append(("WAIT", replicas, wait_timeout_ms))
-        replies = self._exchange(commands, one_connection=transaction or bool(replicas))
-        if before:
-            replies = replies[1:]
-        acked: Any = replies.pop() if replicas else None
-        if transaction:
-            replies = replies[-1]  # EXEC's: one per call
-            if isinstance(replies, Exception):
-                raise replies
-        if any(isinstance(r, _CLUSTER_CHANGES) for r in (*replies, acked)):
+        commands = frame([self.command(c) for c in calls], transaction, replicas, wait_timeout_ms, before)
+        raw = self._exchange(commands, one_connection=transaction or bool(replicas))
+        replies, acked, moved = unframe(raw, transaction, replicas, before)
+        if moved:
             self.slot_moved()
             raise redis.ConnectionError("the cluster moved taskfire's slot; try again")
-        if isinstance(acked, Exception):
-            raise acked
-        return replies, None if acked is None else int(acked)
+        return replies, acked
 
     def send(self, *command: Any) -> Any:
         """One plain command on this thread's connection (a BLPOP, say); its reply."""

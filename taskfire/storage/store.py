@@ -39,10 +39,41 @@ __all__ = ["Storage", "TRANSIENT_ERRORS"]
 #: were not stored. After any other (no answer, a script error half-way) they may have been.
 REFUSED_BEFORE_RUNNING = frozenset({"full", "permission", "read-only", "credentials", "certificate", "tls",
                                     "loading"})
+#: Longest single block of a client waiting for an outcome (at most half its socket
+#: timeout, so that a long wait is several blocks, never a read that times out).
+WAIT_BLOCK_S = 5.0
 
 #: A stored job as read: its hash, history entries, due time (if scheduled), the ids of
 #: the jobs awaiting it, and its log.
 RawJob = tuple[dict[bytes, bytes], list[bytes], float | None, list[bytes], list[bytes]]
+
+
+def check_settings(url: str, prefix: str, wait_replicas: int, wait_timeout_ms: int) -> None:
+    """A store's settings (sync or asyncio), or a ConfigError naming what is wrong."""
+    if connection.is_cluster_url(url) and not connection.has_hash_tag(prefix):
+        raise ConfigError(f"key prefix {prefix!r} has no hash tag: on Redis Cluster every taskfire key "
+                          f"must be in one slot. Use a prefix such as '{{taskfire}}:' "
+                          f"(--prefix / TASKFIRE_PREFIX / Taskfire(prefix=...))")
+    if not isinstance(wait_replicas, int) or wait_replicas < 0:
+        raise ConfigError(f"wait_replicas must be a whole number of replicas, 0 or more, not {wait_replicas!r}")
+    if not isinstance(wait_timeout_ms, int) or wait_timeout_ms < 1:
+        raise ConfigError(f"wait_timeout_ms must be at least 1 ms (WAIT 0 would block forever), "
+                          f"not {wait_timeout_ms!r}")
+
+
+def queue_job_reads(pipe: Any, keys: Keys, job_ids: Sequence[str]) -> None:
+    """What reading jobs asks of Redis (on a sync or an asyncio pipeline): per job, its
+    hash, history, due time, awaiting jobs and log; `grouped_job_reads` reads the replies."""
+    for job_id in job_ids:
+        pipe.hgetall(keys.job(job_id))
+        pipe.lrange(keys.history(job_id), 0, -1)
+        pipe.zscore(keys.schedule, job_id)
+        pipe.lrange(keys.continuations("job", job_id), 0, -1)
+        pipe.lrange(keys.log(job_id), 0, -1)
+
+
+def grouped_job_reads(replies: list[Any]) -> list[RawJob]:
+    return [tuple(replies[i:i + 5]) for i in range(0, len(replies), 5)]  # type: ignore[misc]
 
 
 class Storage:
@@ -55,15 +86,7 @@ class Storage:
         up after it too, retries included (EnqueueError). `wait_replicas`: after creating
         jobs, wait until this many replicas have them (WAIT), at most `wait_timeout_ms`,
         else raise ReplicationTimeout."""
-        if connection.is_cluster_url(url) and not connection.has_hash_tag(prefix):
-            raise ConfigError(f"key prefix {prefix!r} has no hash tag: on Redis Cluster every taskfire key "
-                              f"must be in one slot. Use a prefix such as '{{taskfire}}:' "
-                              f"(--prefix / TASKFIRE_PREFIX / Taskfire(prefix=...))")
-        if not isinstance(wait_replicas, int) or wait_replicas < 0:
-            raise ConfigError(f"wait_replicas must be a whole number of replicas, 0 or more, not {wait_replicas!r}")
-        if not isinstance(wait_timeout_ms, int) or wait_timeout_ms < 1:
-            raise ConfigError(f"wait_timeout_ms must be at least 1 ms (WAIT 0 would block forever), "
-                              f"not {wait_timeout_ms!r}")
+        check_settings(url, prefix, wait_replicas, wait_timeout_ms)
         self.url = url
         self.keys = Keys(prefix)
         self.retention_s = retention_s
@@ -236,6 +259,27 @@ class Storage:
                                  before=("BLPOP", *keys, block_seconds(timeout)))[0]
         return wire.decode_fetch(reply)
 
+    def wait_for_outcome(self, kind: str, id_: str, timeout: float | None) -> int:
+        """Blocks until a job (`kind` "job") or batch has an outcome, or `timeout` seconds
+        (None: no limit) pass: wire.HAS_OUTCOME, wire.MISSING (no such job or batch), or
+        wire.WAITING (timed out). No polling: wait.lua counts this caller among the
+        waiters (or finds the outcome already there), then a BLPOP waits for the token
+        the outcome leaves; a token left by an earlier outcome (the job was requeued
+        since) only makes it check again."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        key = self.keys.outcome(kind, id_)
+        block = min(WAIT_BLOCK_S, self.timeout / 2)
+        while True:
+            status = wire.decode_wait(self.scripts.call("wait", wire.encode_wait(kind, id_)))
+            if status != wire.WAITING:
+                return status
+            while True:
+                left = block if deadline is None else min(deadline - time.monotonic(), block)
+                if left <= 0:
+                    return wire.WAITING
+                if self.scripts.send("BLPOP", key, block_seconds(left)) is not None:
+                    break
+
     def wait_for_recurring(self, timeout: float) -> bool:
         """Blocks until a recurring job is added or enabled, or `timeout` passes."""
         return self.scripts.send("BLPOP", self.keys.recurring_wake, block_seconds(timeout)) is not None
@@ -256,14 +300,8 @@ class Storage:
     def read_jobs(self, job_ids: Sequence[str]) -> list[RawJob]:
         """Each job as stored, all in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.hgetall(self.keys.job(job_id))
-            pipe.lrange(self.keys.history(job_id), 0, -1)
-            pipe.zscore(self.keys.schedule, job_id)
-            pipe.lrange(self.keys.continuations("job", job_id), 0, -1)
-            pipe.lrange(self.keys.log(job_id), 0, -1)
-        r = pipe.execute()
-        return [tuple(r[i:i + 5]) for i in range(0, len(r), 5)]  # type: ignore[misc]
+        queue_job_reads(pipe, self.keys, job_ids)
+        return grouped_job_reads(pipe.execute())
 
     def set_job_field(self, job_id: str, field: str, value: bytes | str) -> None:
         self.redis.hset(self.keys.job(job_id), field, value)
@@ -326,6 +364,15 @@ class Storage:
         for field, n in counts.items():
             pipe.hincrby(self.keys.job_metrics, field, n)
         pipe.execute()
+
+    def clear(self) -> int:
+        """Deletes every key under this prefix (a test's store, thrown away); how many.
+        Never meant for a store in use: jobs, queues and history all go."""
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.keys.prefix) + "*"
+        keys = list(self.redis.scan_iter(match=pattern, count=1000))
+        for i in range(0, len(keys), 1000):
+            self.redis.delete(*keys[i:i + 1000])
+        return len(keys)
 
     # -- helpers -------------------------------------------------------------------
 

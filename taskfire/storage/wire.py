@@ -281,6 +281,22 @@ def encode_fire(recurring_id: str, expected_ms: int | None, next_ms: int | None,
     return args
 
 
+# -- waiting for an outcome ----------------------------------------------------------
+
+def encode_wait(kind: str, id_: str) -> Args:
+    """wait.lua: kind ('job' or 'batch'), id."""
+    return [kind, id_]
+
+
+#: wait.lua's reply: it has an outcome already, the caller is counted among its waiters,
+#: or there is no such job or batch.
+HAS_OUTCOME, WAITING, MISSING = 1, 0, -1
+
+
+def decode_wait(reply: Any) -> int:
+    return int(reply)
+
+
 # -- operators ----------------------------------------------------------------------
 
 def encode_bulk(action: str, limit: int, retention_s: int, index_cap: int, offset: int, *args: str) -> Args:

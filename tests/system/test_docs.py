@@ -30,7 +30,8 @@ The convention (a block's fence language decides what is done with it):
   worker`, `taskfire dashboard` or `taskfire up` command instead runs that command in the
   background until the page ends: the test waits until it reports ready (a worker
   "taking jobs", the dashboard answering HTTP, `up` "running"), later blocks use it, and
-  after the page's last block it is stopped with SIGTERM and must exit 0.
+  after the page's last block it is stopped with SIGTERM and must exit 0. A `taskfire
+  worker --burst` ends by itself: it runs in the foreground, as any command.
 - ```text is the output of the python or bash block before it: every line must match, in
   order (surrounding whitespace and blank lines aside). `...` inside a line matches
   anything; a line that is only `...` matches any number of lines.
@@ -45,6 +46,9 @@ The convention (a block's fence language decides what is done with it):
   VAR=value assignments), and the real CLI parser must accept it; a worker command must
   also make a valid WorkerConfig (bad values raise) with those variables.
 - `<!-- docs-test: install -->` marks README's first block: see `check_install`.
+- A python file block right after `<!-- docs-test: write -->` is written like the others
+  but not imported alone: it needs a framework set up first (a Django URLconf); the page's
+  later blocks, which set it up, use it.
 - Ports 8000-8099 in a page are replaced by free ports, so parallel runs never collide.
 - Executed blocks must not name port 6379: that Redis belongs to the machine.
 - Any other fence language, or an unmarked fence, fails: extend this convention first.
@@ -89,7 +93,7 @@ DIRECTIVE = re.compile(r"^<!--\s*docs-test:\s*(\S+)\s*-->$")
 FILE_LINE = re.compile(r"^#\s*([\w][\w./-]*\.(?:py|toml|conf))\s*$")
 DOC_PORT = re.compile(r"(?<=:)80\d\d\b")
 LONG_RUNNING = {"worker": "taking jobs from", "up": "taskfire: running", "dashboard": None}
-DIRECTIVES = {"parse", "install"}
+DIRECTIVES = {"parse", "install", "write"}
 
 
 @dataclass
@@ -250,7 +254,7 @@ timings: list[tuple[str, float]] = []
 def run_block(page: Page, block: Block) -> None:
     if block.directive is not None:
         assert block.directive in DIRECTIVES, f"unknown directive {block.directive!r} (known: {sorted(DIRECTIVES)})"
-        {"parse": check_parsed, "install": check_install}[block.directive](page, block)
+        {"parse": check_parsed, "install": check_install, "write": check_written}[block.directive](page, block)
         return
     runner = RUNNERS.get(block.lang)
     assert runner is not None, (f"a ```{block.lang or '(no language)'} block: name its language, one of "
@@ -298,11 +302,18 @@ def run_python(page: Page, block: Block) -> None:
     page.outputs[block.index] = proc.stdout + proc.stderr
 
 
+def check_written(page: Page, block: Block) -> None:
+    assert block.lang == "python" and block.file, "docs-test: write applies to a python file block (# path.py)"
+    assert (page.dir / block.file).exists()
+
+
 def long_running(command: str) -> str | None:
     """The taskfire subcommand if this command runs until stopped."""
     words = shlex.split(command, comments=True)
     while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
         words.pop(0)
+    if "--burst" in words:
+        return None
     if len(words) >= 2 and Path(words[0]).name == "taskfire" and words[1] in LONG_RUNNING:
         return words[1]
     return None

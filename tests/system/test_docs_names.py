@@ -25,6 +25,11 @@ check, or is listed as not taskfire's, before it is merged.
     a filter context           `ctx.<chain>`: a chain on one of the filter contexts
     Cron                       `Cron[.<chain>]`: a chain on Cron
     a taskfire module          `taskfire.<dotted>`: the module and attributes exist
+    a span of taskfire.contrib.otel
+                               `process <queue>`, `messaging.taskfire.attempt`: the
+                               tracing filter writes that span name or attribute
+    a Django management command
+                               `manage.py taskfire_worker`: taskfire.contrib.django has it
     a batch block              `with tf.batch() as b:`: the client has batch()
     a module:name reference    `myapp.web:app`: the page's file (or module) defines it
     an address of the dashboard
@@ -75,6 +80,7 @@ check, or is listed as not taskfire's, before it is merged.
     a Python literal or a single character
                                `None`, `False`, `2`, `-`, `*`, `*/n`
     a Python keyword           `with`, `async def`
+    an awaited call            `await tf.wait(id)`: what is awaited is checked as a span
     a Redis command            `WAIT N timeout`, `FUNCTION LIST`, `KEYS[1]`
     another program            pip, pytest, gunicorn, redis-cli, redis-server, rq, celery,
                                docker command lines
@@ -142,6 +148,11 @@ FOREIGN = {
     "hiredis", "/hangfire",
     # systemd, a Dockerfile's instruction, Python's logging
     "TimeoutStopSec", "FROM", "extra=",
+    # the frameworks taskfire.contrib fits into, named on their pages: asyncio, Django,
+    # Flask (and Flask-Login), pytest, OpenTelemetry's conventions and SDK
+    "asyncio.to_thread", "transaction.on_commit(lambda: welcome.enqueue(ann.pk))", "transaction.on_commit",
+    "CONN_MAX_AGE", "admin/", "app.config", "app.extensions[\"taskfire\"]", "current_user", "pytest11",
+    "InMemorySpanExporter", "messaging.operation.type", "messaging.destination.name", "messaging.message.id",
 }
 
 #: Other programs' command lines, and Redis's and Sentinel's own settings: not taskfire's.
@@ -221,9 +232,14 @@ def option_strings() -> frozenset[str]:
 def public_callables() -> list[Any]:
     """What users call with keywords: the client's methods, the job decorator and its
     options, the dashboard's factory and helpers, the filter contexts' methods."""
+    from taskfire.contrib import fastapi, flask, otel, starlette
+    from taskfire.testing import drain
+
     found: list[Any] = [job, JobFunction.options, Taskfire, taskfire_dashboard.create_app,
-                        taskfire_dashboard.add_page]
-    for cls in (Taskfire, JobFunction, type(offline_client().recurring), type(offline_client().queues)):
+                        taskfire_dashboard.add_page, taskfire.AsyncTaskfire, drain, fastapi.dashboard_router,
+                        starlette.dashboard, otel.TracingFilter]
+    for cls in (Taskfire, taskfire.AsyncTaskfire, JobFunction, type(offline_client().recurring),
+                type(offline_client().queues), flask.FlaskTaskfire):
         found += [v for k, v in vars(cls).items() if callable(v) and not k.startswith("_")]
     return found
 
@@ -630,6 +646,26 @@ def shape(what: str, pattern: str, check: Callable[[Span], None]) -> Shape:
     return Shape(what, re.compile(pattern), check)
 
 
+def check_awaited(s: Span) -> None:
+    """`await tf.wait(id)`: what is awaited is checked as a span of its own."""
+    check_span(Span(s.text.removeprefix("await "), s.page))
+
+
+def check_management_command(s: Span) -> None:
+    """`manage.py taskfire_worker`: taskfire.contrib.django has the command."""
+    name = s.text.split("manage.py ", 1)[1].split()[0]
+    assert importlib.util.find_spec(f"taskfire.contrib.django.management.commands.{name}") is not None, \
+        f"`{s.text}`: taskfire.contrib.django has no management command {name!r}"
+
+
+def check_span_name(s: Span) -> None:
+    """`process <queue>`, `messaging.taskfire.attempt`: a span's name or attribute that
+    taskfire.contrib.otel writes."""
+    otel = (ROOT / "taskfire" / "contrib" / "otel.py").read_text()
+    written = s.text.split(" <", 1)[0] + " {" if " <" in s.text else s.text
+    assert written in otel, f"`{s.text}`: taskfire.contrib.otel writes no such span name or attribute"
+
+
 def in_page_code(s: Span) -> bool:
     return s.text in "\n".join(b.code for b in BY_PAGE.get(s.page, []))
 
@@ -654,6 +690,8 @@ SHAPES = [
     shape("a filter context", r"ctx\.\w.*", check_context_chain),
     shape("Cron", r"Cron(\..*)?", lambda s: check_chain(Cron, s.text[5:], s.text) if "." in s.text else None),
     shape("a taskfire module", r"taskfire(\.\w+)+.*", check_dotted),
+    shape("a span of taskfire.contrib.otel", r"messaging\.taskfire\.\w*|(enqueue|process) <queue>", check_span_name),
+    shape("a Django management command", r"(python )?manage\.py \w+( .*)?", check_management_command),
     shape("a batch block", r"with tf\.batch\(\) as \w+:( \.\.\.)?", lambda s: check_chain(offline_client(), "batch()", s.text)),
     shape("a module:name reference", r"\w+\.[\w.]+:\w+|module:function", check_reference),
     shape("a Python literal or a single character", r"None|True|False|\d[\d_.]*|[-_*,.]|\*/n", not_checked),
@@ -668,7 +706,8 @@ SHAPES = [
     shape("a keyword", WORD + r"=.*", check_keyword),
     shape("a path of states", WORD + r"( → " + WORD + r")+(\.\.\.)?", check_states),
     shape("a type", WORD + r"( \| " + WORD + ")+", lambda s: check_names(s.text.split(" | "), s.page)),
-    shape("a Python keyword", r"(async def|with|await|async)", not_checked),
+    shape("a Python keyword", r"(async def|async with|with|await|async)", not_checked),
+    shape("an awaited call", r"await .+", check_awaited),
     shape("a string", r"\"[^\"]*\"|'[^']*'", check_string),
     shape("a Prometheus metric", r"taskfire_[a-z_<>]+", check_metric),
     shape("the key prefix", r"\{?taskfire\}?:", check_prefix),
@@ -747,6 +786,7 @@ def test_the_docstring_lists_every_shape() -> None:
 def test_a_span_of_no_known_shape_or_naming_nothing_fails() -> None:
     """The check itself can fail: an unknown shape, and a misspelt name of each kind."""
     for text in ("a sentence with spaces, not code", "tf.requeue_everything()", "--lease-timeot",
+                 "await tf.wiat(id)", "manage.py taskfire_wroker", "messaging.taskfire.atempt", "process <queu>",
                  "TASKFIRE_LEASE_TIMEOT", "@job(retry=3)", "ctx.elect_state", "retry_delay=",
                  "retry_delayz", "docs/nowhere.md", "jobz:<id>", "python -m benchmarks.nothing",
                  "taskfire_jobs_totals", "redis+bogus://x", "Storage.creat", "taskfire queue pauze",

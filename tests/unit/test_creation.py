@@ -86,3 +86,12 @@ def test_ids_sort_by_creation_time_and_differ():
     ids = [new_job_id() for _ in range(1000)]
     assert len(set(ids)) == 1000 and all(len(i) == 24 for i in ids)
     assert ids == sorted(ids, key=lambda i: i[:12])
+
+
+def test_the_asyncio_client_names_what_it_cannot_reach():
+    from taskfire import AsyncTaskfire
+
+    with pytest.raises(ConfigError, match="AsyncTaskfire does not reach a Redis Cluster yet; use Taskfire"):
+        AsyncTaskfire("redis+cluster://127.0.0.1:1", prefix="{t}:")
+    with pytest.raises(ConfigError, match="unknown scheme 'http'"):
+        AsyncTaskfire("http://127.0.0.1:1", prefix="t:")

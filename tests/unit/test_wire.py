@@ -184,3 +184,8 @@ def test_backfill_names_its_index_and_the_size_of_a_slice():
     a = argv(wire.encode_backfill("retries", 2000))
     assert a[2:] == ["retries", "2000"]  # backfill.lua: ARGV[2] index, ARGV[3] limit
     assert wire.decode_backfill([70, 0]) == (70, False) and wire.decode_backfill([3, 1]).built
+
+
+def test_wait_names_the_kind_then_the_id():
+    assert argv(wire.encode_wait("batch", "b1"))[2:] == ["batch", "b1"]
+    assert [wire.decode_wait(r) for r in (1, 0, -1)] == [wire.HAS_OUTCOME, wire.WAITING, wire.MISSING]

@@ -47,6 +47,10 @@
 --                              created, [last_run, last_job, error, source]
 --   recurring:wake      list   at most one token; idle schedulers block on it
 --   job:<id>:continuations    list  ids of jobs Awaiting this job (the job has conts=1)
+--   job:<id>:outcome, batch:<id>:outcome  list  a token per client blocked in
+--                              tf.wait/wait_batch, pushed when it reaches an outcome
+--                              (`waited` in its hash counts those clients until then,
+--                              and a job's h has 'w'); expires
 --   batch:<id>          hash   total, succeeded, failed, deleted, outcome, state,
 --                              created, [finished, batch (the enclosing batch)]
 --   batch:<id>:jobs     list   its members' ids (jobs, and nested batches' ids)
@@ -65,7 +69,8 @@ local NO_FIELDS = {}  -- read only
 --   mode     '0': the record stands for the history (no list yet); '1': the list holds
 --            it (see states.lua)
 --   letters  'b' a batch member, 'u' a uniqueness key, 'l' a limit, mutex or rate,
---            'c' continuations may be waiting for it
+--            'c' continuations may be waiting for it, 'w' a client may be waiting
+--            for its outcome (tf.wait: `waited` counts them)
 -- A job from before h existed has none (false): every field is read for it.
 local LETTER_OF = { batch = 'b', unique = 'u', limit = 'l', rate = 'l' }
 

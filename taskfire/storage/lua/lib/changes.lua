@@ -27,12 +27,12 @@ local function apply_change(a, now)
   local retention, cap = tonumber(ARGV[a + 9]), tonumber(ARGV[a + 10])
   CALL.retention, CALL.cap = retention, cap
   local e = a + 13 + nfields * 2  -- the first entry
-  local batch, conts, unique, limit = false, false, false, false
-  if may_carry(h, '[bucl]') then
-    batch, conts, unique, limit = unpack(redis.call('HMGET', jk, 'batch', 'conts', 'unique', 'limit'))
+  local batch, conts, unique, limit, waited = false, false, false, false, false
+  if may_carry(h, '[buclw]') then
+    batch, conts, unique, limit, waited = unpack(redis.call('HMGET', jk, 'batch', 'conts', 'unique', 'limit', 'waited'))
   end
   if old == 'Processing' and final and nentries == 1 and string.sub(h or '', 1, 1) == '0'
-      and STATE_INDEX[state] == 'list' and not (batch or conts or unique or limit) then
+      and STATE_INDEX[state] == 'list' and not (batch or conts or unique or limit or waited) then
     -- The step most jobs take at the end of their run: the final entry goes in the
     -- record (states.lua), and nothing follows the job.
     end_run(id, jk, cancel)
@@ -69,7 +69,8 @@ local function apply_change(a, now)
   transition(id, old, state, now, entries, {
     queue = queue, front = ARGV[a + 6] == '1', due = due, fields = fields,
     final = final, retention = retention, cap = cap,
-    batch = batch, conts = conts, unique = unique, limit = limit, h = h, cancel = cancel, logged = logged,
+    batch = batch, conts = conts, unique = unique, limit = limit, waited = waited, h = h, cancel = cancel,
+    logged = logged,
   })
   return 1, old, after
 end

@@ -232,8 +232,10 @@ end
 
 -- The letters (see h, in base.lua) of a job from before h existed, read off its record.
 local function legacy_letters(jk)
-  local batch, unique, limit, rate, conts = unpack(redis.call('HMGET', jk, 'batch', 'unique', 'limit', 'rate', 'conts'))
+  local batch, unique, limit, rate, conts, waited = unpack(redis.call('HMGET', jk, 'batch', 'unique', 'limit', 'rate',
+    'conts', 'waited'))
   return (batch and 'b' or '') .. (unique and 'u' or '') .. ((limit or rate) and 'l' or '') .. (conts and 'c' or '')
+    .. (waited and 'w' or '')
 end
 
 -- The creation entry of a job from before h existed, if its first change of state had
@@ -254,6 +256,20 @@ local function outcome(state, final)
   if state == 'Failed' then return 'failed' end
   if state == 'Deleted' or final then return 'deleted' end
   return nil
+end
+
+-- Wakes the clients blocked in tf.wait / tf.wait_batch until a job (or batch) reached an
+-- outcome: one token each in <kind>:<id>:outcome, as many as wait.lua counted in the
+-- record's `waited` field, which is cleared. Tokens nobody takes (a waiter that gave up)
+-- expire. A job nobody waits for pays nothing: its `h` has no 'w', so it is never read.
+local WAITER_TOKEN_TTL = 60
+local function wake_waiters(kind, id, waited)
+  local key = K.outcome(kind, id)
+  local tokens = {}
+  for i = 1, math.min(tonumber(waited), 1000) do tokens[i] = '1' end
+  redis.call('RPUSH', key, unpack(tokens))
+  redis.call('EXPIRE', key, WAITER_TOKEN_TTL)
+  redis.call('HDEL', kind == 'job' and K.job(id) or K.batch(id), 'waited')
 end
 
 local follow_up  -- workflow.lua: a transition may release continuations, which transition
@@ -327,9 +343,12 @@ local function transition(id, old, state, now, entries, opts)
   end
   local before, after = outcome(old, was_final), outcome(state, opts.final)
   if before ~= after then
-    local batch, conts, unique = opts.batch, opts.conts, opts.unique
-    if batch == nil then batch, conts, unique = unpack(redis.call('HMGET', jk, 'batch', 'conts', 'unique')) end
+    local batch, conts, unique, waited = opts.batch, opts.conts, opts.unique, opts.waited
+    if batch == nil then
+      batch, conts, unique, waited = unpack(redis.call('HMGET', jk, 'batch', 'conts', 'unique', 'waited'))
+    end
     if unique and after and redis.call('GET', K.unique(unique)) == id then redis.call('DEL', K.unique(unique)) end
+    if waited and after then wake_waiters('job', id, waited) end
     if batch or conts then follow_up('job', id, before, after, batch or nil, now) end
   end
 end

@@ -86,12 +86,13 @@ local function batch_moved(batch, before, after, now)
   if redis.call('EXISTS', bk) == 0 then return end  -- the batch expired
   if before then redis.call('HINCRBY', bk, before, -1) end
   if after then redis.call('HINCRBY', bk, after, 1) end
-  local total, s, f, d, was, parent = unpack(redis.call('HMGET', bk,
-    'total', 'succeeded', 'failed', 'deleted', 'outcome', 'batch'))
+  local total, s, f, d, was, parent, waited = unpack(redis.call('HMGET', bk,
+    'total', 'succeeded', 'failed', 'deleted', 'outcome', 'batch', 'waited'))
   was = was or nil
   local result = batch_outcome(total, s, f, d)
   if result == was then return end
   finish_batch(batch, result, now)
+  if waited and result then wake_waiters('batch', batch, waited) end
   follow_up('batch', batch, was, result, parent or nil, now)
 end
 
