@@ -186,7 +186,7 @@ def test_redis_killed_and_restarted_under_load_loses_nothing(restartable, prefix
     # Redis dies without saving, then comes back on the same port from its AOF
     restartable.kill()
     # ... long enough for the workers to see it (an outage they must ride out)
-    wait_for(lambda: "Redis unavailable" in w.output(), 20, "the workers to see Redis gone")
+    wait_for(lambda: "Redis is unavailable" in w.output(), 20, "the workers to see Redis gone")
     restartable.start()
     more = jobs.count_run.enqueue_many([() for _ in range(200)])
     all_ids = ids + more

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, cast
 import pytest
 import redis
 
-from taskfire import ConfigError, Cron, Failed, ReplicationTimeout, Succeeded, Taskfire
+from taskfire import ConfigError, Cron, EnqueueError, Failed, ReplicationTimeout, Succeeded, Taskfire
 from taskfire.embedded import free_port
 from taskfire.storage import TRANSIENT_ERRORS, FetchRequest
 from taskfire_dashboard import create_app
@@ -215,7 +215,7 @@ class Enqueuer(threading.Thread):
                 self.acked.append((time.time(), self.tf.enqueue(ha_jobs.note_run, self.pause)))
             except ReplicationTimeout as exc:
                 self.unconfirmed.append((time.time(), exc.job_ids[0]))
-            except TRANSIENT_ERRORS:
+            except (EnqueueError, *TRANSIENT_ERRORS):  # not acknowledged (it may have been stored)
                 self.failures += 1
             except BaseException as exc:  # noqa: BLE001 - the test fails on it, with the error
                 self.unexpected.append(exc)
