@@ -289,7 +289,9 @@ class WorkerProcess:
 
     def _run_one(self, job: FetchedJob) -> FetchedJob | None:
         """Runs a held job and stores its outcome; returns the next job, if one came back."""
-        held = self.held[job.id]
+        held = self.held.get(job.id)
+        if held is None:  # a shutdown that ran out of time gave it back before this thread got to it
+            return None
         if self.stopping.is_set():
             self._give_back(job, "Requeued: its worker shut down before the job started")
             return None

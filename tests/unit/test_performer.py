@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 import pytest
 
 from taskfire import Deleted, Failed, Scheduled, Succeeded, current_job, job
@@ -164,3 +165,12 @@ def test_a_job_sees_itself_as_the_current_job(performer):
     outcome = run(performer, whoami, retries=2)
     assert decode_value(outcome.fields["result"]) == "j1 attempt 3"
     assert current_job() is None  # and only while it runs
+
+
+@pytest.mark.parametrize("state", [
+    Succeeded(duration_ms=1.234, latency_ms=5), Succeeded(duration_ms=0.5), Succeeded(duration_ms=1e-05, latency_ms=0),
+    Succeeded(duration_ms=3.5e16, latency_ms=10**12), Succeeded(duration_ms=1.0, latency_ms=3, result_error="x"),
+    Succeeded(duration_ms=2.0, latency_ms=7, reason="r"), Succeeded()])
+def test_a_success_writes_the_entry_any_state_would(state):
+    from taskfire.states import State
+    assert msgspec.json.decode(state.entry()) == msgspec.json.decode(State.entry(state))
