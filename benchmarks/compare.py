@@ -44,7 +44,8 @@ from .compare_report import (
     markdown,
 )
 from .peer_jobs.common import DONE, LATE, LATENCY
-from .peers import PEERS, Peer
+from . import baseline
+from .peers import PEERS, Peer, TaskfireBasePeer
 from .workers import Workers, stop_group, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -424,7 +425,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jobs", type=int, default=20_000, help="jobs per throughput run (default 20000)")
     p.add_argument("--reps", type=int, default=3, help="repetitions, interleaved across libraries (default 3)")
-    p.add_argument("--libs", default=",".join(PEERS), help=f"comma-separated, default {','.join(PEERS)}")
+    every = [name for name in PEERS if name != "taskfire-base"]
+    p.add_argument("--libs", default=None, help=f"comma-separated, default {','.join(every)} (and taskfire-base "
+                                                 f"with --baseline)")
+    p.add_argument("--baseline", default=None, metavar="REF",
+                   help="also run taskfire as it was at this git commit, as the library taskfire-base "
+                        "(benchmarks/baseline.py): a before/after in one run")
     p.add_argument("--workloads", default=",".join(WORKLOADS),
                    help=f"comma-separated names or numbers 1-9, default {','.join(WORKLOADS)}")
     p.add_argument("--latency-ms", type=float, default=0.0,
@@ -435,7 +441,10 @@ def main() -> None:
     args = p.parse_args()
     if args.jobs < 1 or args.reps < 1:
         raise SystemExit("--jobs and --reps must be at least 1")
-    libs = parse_list(args.libs, list(PEERS), "library")
+    if args.baseline:
+        TaskfireBasePeer.tree = baseline.export(args.baseline)
+    default = every + (["taskfire-base"] if args.baseline else [])
+    libs = parse_list(args.libs or ",".join(default), list(PEERS), "library")
     workloads = set(parse_list(args.workloads, WORKLOADS, "workload"))
     binary = shutil.which("redis-server")
     if binary is None:

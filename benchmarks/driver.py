@@ -117,7 +117,36 @@ class StreaqAdapter(Adapter):
         await self.tasks["late"].enqueue(due).start(schedule=datetime.fromtimestamp(due, UTC))
 
 
-ADAPTERS: dict[str, type[Adapter]] = {"taskiq": TaskiqAdapter, "bullmq": BullmqAdapter, "streaq": StreaqAdapter}
+class TaskfireAdapter(Adapter):
+    """taskfire at another commit (benchmarks.baseline): whichever taskfire this process
+    imports, through the API every version has."""
+
+    def __init__(self, url: str) -> None:
+        from taskfire import Taskfire
+
+        from .peer_jobs import taskfire_jobs
+        self.jobs = taskfire_jobs
+        self.tf = Taskfire(url, prefix="bench-tf:")
+
+    async def each(self, kind: str, count: int) -> None:
+        fn, enqueue = getattr(self.jobs, kind), self.tf.enqueue
+        for _ in range(count):
+            enqueue(fn)
+
+    async def bulk(self, kind: str, count: int) -> None:
+        fn = getattr(self.jobs, kind)
+        for start in range(0, count, BATCH):
+            self.tf.enqueue_many(fn, [() for _ in range(min(BATCH, count - start))])
+
+    async def stamp(self) -> None:
+        self.tf.enqueue(self.jobs.stamp, time.time())
+
+    async def late(self, due: float) -> None:
+        self.tf.schedule(self.jobs.late, due - time.time(), due)
+
+
+ADAPTERS: dict[str, type[Adapter]] = {"taskiq": TaskiqAdapter, "bullmq": BullmqAdapter, "streaq": StreaqAdapter,
+                                      "taskfire": TaskfireAdapter}
 
 
 async def perform(adapter: Adapter, words: list[str]) -> None:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from . import env2
+from . import baseline, env2
 
 PY = sys.executable
 JOBS = "benchmarks.peer_jobs"
@@ -99,6 +99,10 @@ class Peer:
 
     def worker_env(self) -> dict[str, str]:
         return {"BENCH_REDIS_URL": self.url}
+
+    def worker_cwd(self) -> Path:
+        """Where its workers run (the first place Python imports from)."""
+        return ROOT
 
 
 # -- taskfire -----------------------------------------------------------------------
@@ -398,6 +402,14 @@ class DriverPeer(Peer):
 
     #: seconds the driver gets to answer one command
     REPLY_TIMEOUT = 900.0
+    #: the driver's adapter for it (default: its name)
+    adapter = ""
+
+    def driver_python(self) -> str:
+        return str(env2.python())
+
+    def driver_env(self) -> dict[str, str]:
+        return dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -409,9 +421,8 @@ class DriverPeer(Peer):
         if reason:
             raise RuntimeError(reason)
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 -- closed by close()
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen([str(env2.python()), "-m", "benchmarks.driver", self.name, url], cwd=ROOT,
-                                        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+        self.process = subprocess.Popen([self.driver_python(), "-m", "benchmarks.driver", self.adapter or self.name, url],
+                                        cwd=self.worker_cwd(), env=self.driver_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
                                         text=True, start_new_session=True)
         self.replies: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read_replies, daemon=True).start()
@@ -515,5 +526,42 @@ class StreaqPeer(DriverPeer):
         return [[PY2, "-m", "streaq", "run", f"{JOBS}.streaq_jobs:worker", "--workers", "2"]]  # BENCH_CONCURRENCY
 
 
+class TaskfireBasePeer(DriverPeer):
+    """taskfire at the commit `--baseline REF` names (benchmarks.baseline), beside today's:
+    the same jobs, workers and settings, the old package first on their path."""
+
+    name = "taskfire-base"
+    adapter = "taskfire"
+    bulk = TaskfirePeer.bulk
+    workers_note = "as taskfire's, at the --baseline commit"
+    prefix = TaskfirePeer.prefix
+    #: the exported tree (set by benchmarks.compare from --baseline)
+    tree: Path | None = None
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        return None if cls.tree else "run benchmarks.compare with --baseline REF (a git commit) to compare with it"
+
+    def driver_python(self) -> str:
+        return PY
+
+    def driver_env(self) -> dict[str, str]:
+        assert self.tree is not None
+        return baseline.environment(self.tree)
+
+    def worker_cwd(self) -> Path:
+        assert self.tree is not None
+        return self.tree
+
+    def worker_commands(self, concurrency: int | None = None) -> list[list[str]]:
+        return TaskfirePeer.worker_commands(self, concurrency)  # type: ignore[arg-type]
+
+    def worker_env(self) -> dict[str, str]:
+        assert self.tree is not None
+        return {"BENCH_REDIS_URL": self.url, "TASKFIRE_REDIS_URL": self.url, "TASKFIRE_PREFIX": self.prefix,
+                "TASKFIRE_LOG_LEVEL": "INFO", "PYTHONPATH": baseline.environment(self.tree)["PYTHONPATH"]}
+
+
 PEERS: dict[str, type[Peer]] = {p.name: p for p in (
-    TaskfirePeer, RQPeer, DramatiqPeer, CeleryPeer, ArqPeer, HueyPeer, SaqPeer, TaskiqPeer, BullmqPeer, StreaqPeer)}
+    TaskfirePeer, RQPeer, DramatiqPeer, CeleryPeer, ArqPeer, HueyPeer, SaqPeer, TaskiqPeer, BullmqPeer, StreaqPeer,
+    TaskfireBasePeer)}

@@ -82,7 +82,7 @@ class Workers:
                     out.write(f"$ {' '.join(argv)}\n".encode())
                     out.flush()
                     self.processes.append(subprocess.Popen(
-                        argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                        argv, cwd=self.peer.worker_cwd(), env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                         start_new_session=True))
             except BaseException:
                 self.stop()
