@@ -120,8 +120,17 @@ class WorkerProcess:
         if self.config.scheduler:
             scheduler = RecurringScheduler(self.storage, self.stopping, self.config.idle_wait, self.id)
             threads.append(threading.Thread(target=scheduler.run, name="scheduler", daemon=True))
-        for t in threads:
-            t.start()
+        # The kernel gives a process's signal to any thread that does not block it, and
+        # Python runs the handler only once the main thread wakes: a signal landing on a
+        # thread waiting in Redis would wait out the main thread's one-second tick. The
+        # threads inherit a mask that blocks them, so the main thread takes every signal.
+        handled = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+        try:
+            for t in threads:
+                t.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
         log.info("worker %s taking jobs from %s with %d threads", self.id,
                  ",".join(self.config.queues), self.config.threads)
         while not self.stopping.wait(1.0):

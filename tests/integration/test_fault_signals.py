@@ -52,7 +52,7 @@ def test_a_second_sigterm_to_the_main_pid_stops_at_once(tf, start_worker):
     assert w.wait(15) == 0, w.output()
     report(f"second SIGTERM to the main pid: the server exited {time.monotonic() - signalled:.2f} s later, "
            f"its job requeued")
-    assert tf.get_job(jid).state == "Enqueued"
+    assert tf.get_job(jid).state == "Enqueued", w.output() + str([(e.state, e.reason, e.data) for e in tf.get_job(jid).history])
     start_worker()
     assert settled(tf, jid, timeout=20).result == 2  # lost 0: it ran again, from the start
 
@@ -68,4 +68,4 @@ def test_a_second_sigterm_to_the_process_group_stops_at_once(tf, start_worker):
     os.killpg(w.proc.pid, signal.SIGTERM)
     # Then it stops at once, the job back in its queue
     assert w.wait(15) == 0, w.output()
-    assert tf.get_job(jid).state == "Enqueued"
+    assert tf.get_job(jid).state == "Enqueued", w.output() + str([(e.state, e.reason, e.data) for e in tf.get_job(jid).history])
