@@ -35,8 +35,8 @@ NO_RESULT: Any = object()
 
 class AsyncTaskfire:
     """A connection to a taskfire store for asyncio code. It takes the settings
-    `Taskfire` takes (url, prefix, retention, wait_replicas, wait_timeout_ms), with the
-    same TASKFIRE_* defaults; Redis Cluster URLs are for the sync client. Close it with
+    `Taskfire` takes (url, prefix, retention, wait_replicas, wait_timeout_ms, timeout),
+    with the same TASKFIRE_* defaults; Redis Cluster URLs are for the sync client. Close it with
     `await tf.close()`, or use `async with AsyncTaskfire() as tf:`.
 
     The most recently created one is the one `await job.enqueue_async(...)` uses.
@@ -44,13 +44,14 @@ class AsyncTaskfire:
 
     def __init__(self, url: str | None = None, *, prefix: str | None = None,
                  retention: timedelta | float | None = None, wait_replicas: int | None = None,
-                 wait_timeout_ms: int | None = None) -> None:
-        settings = client_settings(url, prefix, retention, wait_replicas, wait_timeout_ms)
+                 wait_timeout_ms: int | None = None, timeout: float | None = None) -> None:
+        settings = client_settings(url, prefix, retention, wait_replicas, wait_timeout_ms, timeout)
         self.embedded = settings.embedded
         self.url = settings.url
         self.prefix = settings.prefix
         self.storage = AsyncStorage(self.url, self.prefix, retention_s=settings.retention_s,
-                                    wait_replicas=settings.wait_replicas, wait_timeout_ms=settings.wait_timeout_ms)
+                                    wait_replicas=settings.wait_replicas, wait_timeout_ms=settings.wait_timeout_ms,
+                                    socket_timeout=settings.timeout)
         set_default_async_client(self)
 
     async def close(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 
 class TaskfireError(Exception):
@@ -68,7 +68,8 @@ class EnqueueError(TaskfireError):
         maybe_stored  ids of jobs that may or may not be in Redis
         retry()       sends again the jobs not known to be stored, under the same ids:
                       creating is idempotent per id, so none is stored twice. Raises
-                      EnqueueError again if they still are not all stored.
+                      EnqueueError again if they still are not all stored. From
+                      AsyncTaskfire it is a coroutine: `await e.retry()`.
 
     Enqueueing the same call again instead (a new id) would run a maybe-stored job twice."""
 
@@ -88,8 +89,8 @@ class EnqueueError(TaskfireError):
         super().__init__(f"{'; '.join(parts)}: {problem}. e.retry() sends the jobs not known to be stored "
                          f"again under the same ids, which stores each at most once")
 
-    def retry(self) -> None:
-        self._retry()
+    def retry(self) -> Any:
+        return self._retry()
 
 
 def _ids(ids: list[str]) -> str:

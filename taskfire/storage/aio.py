@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import hiredis
 import redis
@@ -28,7 +28,8 @@ from .keys import Keys
 from .library import FUNCTIONS, LIBRARY
 from .scripts import (TRANSIENT_ERRORS, Call, block_seconds, frame, load_refused, take_replies, unframe,
                       unknown_function)
-from .store import WAIT_BLOCK_S, RawJob, check_settings, grouped_job_reads, queue_job_reads
+from .faults import REDIS_ERRORS
+from .store import WAIT_BLOCK_S, RawJob, check_settings, enqueue_error, grouped_job_reads, queue_job_reads
 from .wire import Applied, NewBatch, NewJob, Transition
 
 
@@ -45,7 +46,7 @@ class AsyncScripts:
         self.url = url
         self.prefix = prefix
         self.route_key = route_key
-        self._waiting: list[tuple[Sequence[Call], asyncio.Future[list[Any]]]] = []
+        self._waiting: list[tuple[Sequence[Call], bool, asyncio.Future[list[Any]]]] = []
         self._sender: asyncio.Task[None] | None = None
 
     def command(self, call: Call) -> tuple[Any, ...]:
@@ -61,13 +62,13 @@ class AsyncScripts:
         return (await self.run([Call(script, args)]))[0]
 
     async def run(self, calls: Sequence[Call], *, transaction: bool = False, replicas: int = 0,
-                  wait_timeout_ms: int = 0) -> list[Any]:
+                  wait_timeout_ms: int = 0, errors_in_place: bool = False) -> list[Any]:
         """Script calls sent together in one round trip (see Scripts.run); without a
         transaction or WAIT, in the same round trip as other tasks' calls."""
         if transaction or replicas:
-            return await self._run_framed(calls, transaction, replicas, wait_timeout_ms)
+            return await self._run_framed(calls, transaction, replicas, wait_timeout_ms, errors_in_place)
         done: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((calls, done))
+        self._waiting.append((calls, errors_in_place, done))
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_waiting())
         return await done
@@ -78,18 +79,18 @@ class AsyncScripts:
             while self._waiting:
                 group, self._waiting = self._waiting, []
                 try:
-                    replies = await self._replies([c for calls, _ in group for c in calls])
+                    replies = await self._replies([c for calls, _, _ in group for c in calls])
                 except BaseException as exc:  # the round trip failed: every caller in it hears so
-                    for _, done in group:
+                    for _, _, done in group:
                         if not done.done():
                             done.set_exception(exc)
                     if not isinstance(exc, Exception):
                         raise
                     continue
                 at = 0
-                for calls, done in group:
+                for calls, errors_in_place, done in group:
                     mine, at = replies[at:at + len(calls)], at + len(calls)
-                    error = next((r for r in mine if isinstance(r, Exception)), None)
+                    error = None if errors_in_place else next((r for r in mine if isinstance(r, Exception)), None)
                     if done.done():
                         continue  # its task was cancelled
                     if error is not None:
@@ -119,14 +120,14 @@ class AsyncScripts:
         raise RuntimeError("Redis keeps forgetting taskfire's scripts")
 
     async def _run_framed(self, calls: Sequence[Call], transaction: bool, replicas: int,
-                          wait_timeout_ms: int) -> list[Any]:
+                          wait_timeout_ms: int, errors_in_place: bool) -> list[Any]:
         """Calls inside MULTI/EXEC and/or followed by WAIT: one connection, no company."""
         results: list[Any] = [None] * len(calls)
         pending = list(range(len(calls)))
         for _ in range(2):
             commands = frame([self.command(calls[i]) for i in pending], transaction, replicas, wait_timeout_ms, ())
             replies, acked, _moved = unframe(await self._exchange(commands), transaction, replicas, ())
-            pending = take_replies(results, pending, replies)
+            pending = take_replies(results, pending, replies, errors_in_place)
             if not pending:
                 return results + [acked] if replicas else results
             await self.load()
@@ -174,6 +175,7 @@ class AsyncStorage:
         self.index_cap = index_cap
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
+        self.timeout = socket_timeout
         self.redis = connection.connect_async(url, socket_timeout=socket_timeout)
         self.scripts = AsyncScripts(self.redis, url, prefix, self.keys.queues)
 
@@ -182,42 +184,60 @@ class AsyncStorage:
 
     # -- creating jobs -------------------------------------------------------------
 
-    async def create(self, jobs: Sequence[NewJob], chunk: int = 500) -> dict[str, str]:
-        """See Storage.create."""
+    async def create(self, jobs: Sequence[NewJob], chunk: int = 500, repeated: bool = False) -> dict[str, str]:
+        """See Storage.create; an EnqueueError's retry() is a coroutine here."""
         parts = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
-        replies = await self._create_idempotent([Call("create", wire.encode_create(p)) for p in parts], jobs)
+        replies = await self._create_idempotent(
+            lambda again: [Call("create", wire.encode_create(p, repeated or again)) for p in parts], parts,
+            lambda rest: self.create(rest, chunk, repeated=True))
         duplicates: dict[str, str] = {}
         for part, reply in zip(parts, replies, strict=True):
             duplicates.update(wire.decode_create(reply, part))
         return duplicates
 
-    async def create_batches(self, batches: Sequence[NewBatch], jobs: Sequence[NewJob], chunk: int = 1000) -> None:
+    async def create_batches(self, batches: Sequence[NewBatch], jobs: Sequence[NewJob], chunk: int = 1000,
+                             repeated: bool = False) -> None:
         """See Storage.create_batches."""
-        calls = [Call("batch_open", wire.encode_batch_open(batches, self.retention_s, self.index_cap))]
-        calls += [Call("create", wire.encode_create(jobs[i:i + chunk])) for i in range(0, len(jobs), chunk)]
-        await self._create_idempotent(calls, jobs, transaction=True)
+        parts = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
+
+        def calls(again: bool) -> list[Call]:
+            return [Call("batch_open", wire.encode_batch_open(batches, self.retention_s, self.index_cap)),
+                    *(Call("create", wire.encode_create(p, repeated or again)) for p in parts)]
+
+        await self._create_idempotent(calls, [[], *parts],
+                                      lambda rest: self.create_batches(batches, jobs, chunk, True), transaction=True)
 
     async def continue_job(self, kind: str, parent: str, on: str, job: NewJob) -> int:
         """See Storage.continue_job."""
         args = wire.encode_continue(kind, parent, on, job, self.retention_s, self.index_cap)
-        return int((await self._create_idempotent([Call("continue", args)], [job]))[0])
+        return int((await self._create_idempotent(lambda repeated: [Call("continue", args)], [[job]],
+                                                  lambda rest: self.continue_job(kind, parent, on, job)))[0])
 
-    async def _create_idempotent(self, calls: list[Call], jobs: Sequence[NewJob],
+    async def _create_idempotent(self, calls: Callable[[bool], list[Call]], groups: Sequence[Sequence[NewJob]],
+                                 retry: Callable[[list[NewJob]], Awaitable[object]],
                                  transaction: bool = False) -> list[Any]:
-        """See Storage._create_idempotent."""
+        """See Storage._create_idempotent: a call sent again after a dropped connection
+        says so to the scripts (`calls(repeated)`), so none creates a job twice."""
+        deadline = time.monotonic() + self.timeout
         for attempt in range(3):
             try:
-                replies = await self.scripts.run(calls, transaction=transaction, replicas=self.wait_replicas,
-                                                 wait_timeout_ms=self.wait_timeout_ms)
-            except TRANSIENT_ERRORS:
-                if attempt == 2:
-                    raise
-                await asyncio.sleep(0.05 * (attempt + 1))
-                continue
+                replies = await self.scripts.run(calls(attempt > 0), transaction=transaction,
+                                                 replicas=self.wait_replicas, wait_timeout_ms=self.wait_timeout_ms,
+                                                 errors_in_place=True)
+            except REDIS_ERRORS as exc:
+                pause = 0.05 * (attempt + 1)
+                if isinstance(exc, TRANSIENT_ERRORS) and attempt < 2 and time.monotonic() + pause < deadline:
+                    await asyncio.sleep(pause)
+                    continue
+                raise enqueue_error(groups, [exc] * len(groups), retry, self.timeout) from exc
             if self.wait_replicas:
                 *replies, acked = replies
                 if acked < self.wait_replicas:
-                    raise ReplicationTimeout([j.id for j in jobs], acked, self.wait_replicas, self.wait_timeout_ms)
+                    raise ReplicationTimeout([j.id for g in groups for j in g], acked, self.wait_replicas,
+                                             self.wait_timeout_ms)
+            errors = [r for r in replies if isinstance(r, Exception)]
+            if errors:
+                raise enqueue_error(groups, replies, retry, self.timeout) from errors[0]
             return replies
         raise AssertionError("unreachable")
 
@@ -268,7 +288,8 @@ class AsyncStorage:
             if status != wire.WAITING:
                 return status
             while True:
-                left = WAIT_BLOCK_S if deadline is None else min(deadline - time.monotonic(), WAIT_BLOCK_S)
+                block = min(WAIT_BLOCK_S, self.timeout / 2)
+                left = block if deadline is None else min(deadline - time.monotonic(), block)
                 if left <= 0:
                     return wire.WAITING
                 if await self.scripts.send("BLPOP", key, block_seconds(left)) is not None:

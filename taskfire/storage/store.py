@@ -76,6 +76,29 @@ def grouped_job_reads(replies: list[Any]) -> list[RawJob]:
     return [tuple(replies[i:i + 5]) for i in range(0, len(replies), 5)]  # type: ignore[misc]
 
 
+def enqueue_error(groups: Sequence[Sequence[NewJob]], replies: Sequence[Any],
+                  retry: Callable[[list[NewJob]], object], timeout: float) -> EnqueueError:
+    """The EnqueueError for creating calls (one per group of jobs) some of whose replies
+    are errors: which jobs were stored, refused before running, or may have been
+    (sync and asyncio alike). `retry` gets the jobs not known to be stored."""
+    stored: list[str] = []
+    not_stored: list[NewJob] = []
+    maybe: list[NewJob] = []
+    problem = ""
+    for group, reply in zip(groups, replies, strict=True):
+        if not isinstance(reply, Exception):
+            stored += (j.id for j in group)
+            continue
+        trouble = describe_error(reply)
+        problem = problem or trouble.message
+        if isinstance(reply, redis.TimeoutError):
+            problem = f"Redis did not answer within {timeout:g} s ({reply})"
+        (not_stored if trouble.kind in REFUSED_BEFORE_RUNNING else maybe).extend(group)
+    unknown = [*not_stored, *maybe]
+    return EnqueueError(problem, stored, [j.id for j in not_stored], [j.id for j in maybe],
+                        lambda: retry(unknown))
+
+
 class Storage:
     """All of taskfire's Redis I/O, for one key prefix."""
 
@@ -174,7 +197,7 @@ class Storage:
                 if isinstance(exc, TRANSIENT_ERRORS) and attempt < 2 and time.monotonic() + pause < deadline:
                     time.sleep(pause)
                     continue
-                raise self._not_stored(groups, [exc] * len(groups), retry) from exc
+                raise enqueue_error(groups, [exc] * len(groups), retry, self.timeout) from exc
             if self.wait_replicas:
                 *replies, acked = replies
                 if acked < self.wait_replicas:
@@ -182,29 +205,9 @@ class Storage:
                                              self.wait_timeout_ms)
             errors = [r for r in replies if isinstance(r, Exception)]
             if errors:
-                raise self._not_stored(groups, replies, retry) from errors[0]
+                raise enqueue_error(groups, replies, retry, self.timeout) from errors[0]
             return replies
         raise AssertionError("unreachable")
-
-    def _not_stored(self, groups: Sequence[Sequence[NewJob]], replies: Sequence[Any],
-                    retry: Callable[[list[NewJob]], object]) -> EnqueueError:
-        """The EnqueueError for calls some of whose replies are errors."""
-        stored: list[str] = []
-        not_stored: list[NewJob] = []
-        maybe: list[NewJob] = []
-        problem = ""
-        for group, reply in zip(groups, replies, strict=True):
-            if not isinstance(reply, Exception):
-                stored += (j.id for j in group)
-                continue
-            trouble = describe_error(reply)
-            problem = problem or trouble.message
-            if isinstance(reply, redis.TimeoutError):
-                problem = f"Redis did not answer within {self.timeout:g} s ({reply})"
-            (not_stored if trouble.kind in REFUSED_BEFORE_RUNNING else maybe).extend(group)
-        unknown = [*not_stored, *maybe]
-        return EnqueueError(problem, stored, [j.id for j in not_stored], [j.id for j in maybe],
-                            lambda: retry(unknown))
 
     # -- changing state ------------------------------------------------------------
 
