@@ -22,14 +22,14 @@ import redis
 import redis.asyncio
 from redis.exceptions import ResponseError
 
-from ..errors import ReplicationTimeout
 from . import connection, wire
 from .keys import Keys
 from .library import FUNCTIONS, LIBRARY
-from .scripts import (TRANSIENT_ERRORS, Call, block_seconds, frame, load_refused, take_replies, unframe,
+from .scripts import (Call, block_seconds, frame, load_refused, take_replies, unframe,
                       unknown_function)
 from .faults import REDIS_ERRORS
-from .store import WAIT_BLOCK_S, RawJob, check_settings, enqueue_error, grouped_job_reads, queue_job_reads
+from .store import (WAIT_BLOCK_S, RawJob, check_settings, created_replies, enqueue_error, grouped_job_reads,
+                    queue_job_reads, retry_pause)
 from .wire import Applied, NewBatch, NewJob, Transition
 
 
@@ -225,20 +225,12 @@ class AsyncStorage:
                                                  replicas=self.wait_replicas, wait_timeout_ms=self.wait_timeout_ms,
                                                  errors_in_place=True)
             except REDIS_ERRORS as exc:
-                pause = 0.05 * (attempt + 1)
-                if isinstance(exc, TRANSIENT_ERRORS) and attempt < 2 and time.monotonic() + pause < deadline:
-                    await asyncio.sleep(pause)
-                    continue
-                raise enqueue_error(groups, [exc] * len(groups), retry, self.timeout) from exc
-            if self.wait_replicas:
-                *replies, acked = replies
-                if acked < self.wait_replicas:
-                    raise ReplicationTimeout([j.id for g in groups for j in g], acked, self.wait_replicas,
-                                             self.wait_timeout_ms)
-            errors = [r for r in replies if isinstance(r, Exception)]
-            if errors:
-                raise enqueue_error(groups, replies, retry, self.timeout) from errors[0]
-            return replies
+                pause = retry_pause(exc, attempt, deadline)
+                if pause is None:
+                    raise enqueue_error(groups, [exc] * len(groups), retry, self.timeout) from exc
+                await asyncio.sleep(pause)
+                continue
+            return created_replies(replies, groups, retry, self.wait_replicas, self.wait_timeout_ms, self.timeout)
         raise AssertionError("unreachable")
 
     # -- changing state ------------------------------------------------------------

@@ -99,6 +99,30 @@ def enqueue_error(groups: Sequence[Sequence[NewJob]], replies: Sequence[Any],
                         lambda: retry(unknown))
 
 
+def retry_pause(exc: BaseException, attempt: int, deadline: float) -> float | None:
+    """How long to wait before sending creating calls again after `exc` (sync or asyncio):
+    a dropped connection is retried twice, while the timeout allows; None gives up."""
+    pause = 0.05 * (attempt + 1)
+    if isinstance(exc, TRANSIENT_ERRORS) and attempt < 2 and time.monotonic() + pause < deadline:
+        return pause
+    return None
+
+
+def created_replies(replies: list[Any], groups: Sequence[Sequence[NewJob]], retry: Callable[[list[NewJob]], object],
+                    wait_replicas: int, wait_timeout_ms: int, timeout: float) -> list[Any]:
+    """The replies of creating calls (sync or asyncio) when every call stored its jobs and,
+    with wait_replicas, the replicas have them (the last reply is WAIT's count); else
+    raises ReplicationTimeout or EnqueueError saying which jobs were stored."""
+    if wait_replicas:
+        *replies, acked = replies
+        if acked < wait_replicas:
+            raise ReplicationTimeout([j.id for g in groups for j in g], acked, wait_replicas, wait_timeout_ms)
+    errors = [r for r in replies if isinstance(r, Exception)]
+    if errors:
+        raise enqueue_error(groups, replies, retry, timeout) from errors[0]
+    return replies
+
+
 class Storage:
     """All of taskfire's Redis I/O, for one key prefix."""
 
@@ -193,20 +217,12 @@ class Storage:
                 replies = self.scripts.run(calls(repeated), transaction=transaction, replicas=self.wait_replicas,
                                            wait_timeout_ms=self.wait_timeout_ms, errors_in_place=True)
             except REDIS_ERRORS as exc:
-                pause = 0.05 * (attempt + 1)
-                if isinstance(exc, TRANSIENT_ERRORS) and attempt < 2 and time.monotonic() + pause < deadline:
-                    time.sleep(pause)
-                    continue
-                raise enqueue_error(groups, [exc] * len(groups), retry, self.timeout) from exc
-            if self.wait_replicas:
-                *replies, acked = replies
-                if acked < self.wait_replicas:
-                    raise ReplicationTimeout([j.id for g in groups for j in g], acked, self.wait_replicas,
-                                             self.wait_timeout_ms)
-            errors = [r for r in replies if isinstance(r, Exception)]
-            if errors:
-                raise enqueue_error(groups, replies, retry, self.timeout) from errors[0]
-            return replies
+                pause = retry_pause(exc, attempt, deadline)
+                if pause is None:
+                    raise enqueue_error(groups, [exc] * len(groups), retry, self.timeout) from exc
+                time.sleep(pause)
+                continue
+            return created_replies(replies, groups, retry, self.wait_replicas, self.wait_timeout_ms, self.timeout)
         raise AssertionError("unreachable")
 
     # -- changing state ------------------------------------------------------------
