@@ -94,3 +94,13 @@ def test_the_lua_library_declares_every_name_it_uses(tmp_path):
                            "--no-max-line-length", "--no-color", str(source)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
     assert re.search(r"Total: 0 warnings / 0 errors", done.stdout), done.stdout
+
+
+def test_a_module_path_the_docs_once_showed_still_imports():
+    """The house moved the URL parser into taskfire.storage; `from taskfire.connection
+    import parse` (docs/high-availability.md before the move) must keep working."""
+    from taskfire.connection import parse as documented
+    from taskfire.storage.connection import parse
+
+    assert documented is parse
+    assert documented("redis+cluster://h1:7000,h2").nodes[1].port == 6379
