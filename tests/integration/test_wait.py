@@ -122,6 +122,18 @@ def test_an_outcome_reached_before_the_waiter_blocks_still_wakes_it(tf):
     assert 0 < tf.storage.redis.ttl(key) <= 60
 
 
+def test_an_outcome_wakes_every_waiter_however_many(tf):
+    # Given 2,500 clients counted as waiting (wait.lua, as 2,500 tf.wait calls would be)
+    job_id = jobs.echo.schedule(3600, "later")
+    for _ in range(2500):
+        assert tf.storage.scripts.call("wait", ["job", job_id]) == 0
+    # When the job reaches its outcome
+    tf.delete(job_id)
+    # Then each has its token (one RPUSH can carry only so many: they go in chunks)
+    assert tf.storage.redis.llen(tf.storage.keys.outcome("job", job_id)) == 2500
+    assert waiting(tf, "job", job_id) == 0
+
+
 def test_a_wait_that_times_out_raises_and_says_what_the_job_is_doing(tf):
     job_id = jobs.echo.schedule(3600, "later")
     with pytest.raises(TimeoutError, match=rf"job {job_id} \(tests.jobs:echo\) has no outcome after 0.3 s: "

@@ -265,9 +265,13 @@ end
 local WAITER_TOKEN_TTL = 60
 local function wake_waiters(kind, id, waited)
   local key = K.outcome(kind, id)
+  local left = tonumber(waited)
   local tokens = {}
-  for i = 1, math.min(tonumber(waited), 1000) do tokens[i] = '1' end
-  redis.call('RPUSH', key, unpack(tokens))
+  for i = 1, math.min(left, 1000) do tokens[i] = '1' end
+  while left > 0 do  -- a token per waiter, however many, in pushes Lua's stack can carry
+    redis.call('RPUSH', key, unpack(tokens, 1, math.min(left, 1000)))
+    left = left - 1000
+  end
   redis.call('EXPIRE', key, WAITER_TOKEN_TTL)
   redis.call('HDEL', kind == 'job' and K.job(id) or K.batch(id), 'waited')
 end
