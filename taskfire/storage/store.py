@@ -430,8 +430,13 @@ class Storage:
             reply = self.scripts.run([Call("fetch", wire.encode_fetch(request))],
                                      before=("BLPOP", *keys, block_seconds(timeout)))[0]
             return wire.decode_fetch(reply)
-        self.waiter.wait(keys, timeout)
-        return self.fetch(request)
+        woken = self.waiter.wait(keys, timeout)
+        if woken is not None:
+            self._fetch_from = woken - 1  # the fetch starts with the shard that woke
+        try:
+            return self.fetch(request)
+        finally:
+            self.waiter.end_others()
 
     def wait_for_outcome(self, kind: str, id_: str, timeout: float | None) -> int:
         """Blocks until a job (`kind` "job") or batch has an outcome, or `timeout` seconds

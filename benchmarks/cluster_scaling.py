@@ -1,0 +1,212 @@
+"""`python -m benchmarks.scaling --cluster`: how evenly a sharded store spreads Redis's
+work over a Redis Cluster's primaries, and what a job costs each primary against one
+Redis (issue 19).
+
+Starts three redis-server nodes in cluster mode (three primaries, no replicas: the CPU
+of replication is not taskfire's) and one plain redis-server, on free loopback ports.
+The same mixed load runs on each: --jobs no-op jobs over six queues, `hot` carrying half
+of them and five others a tenth each, a fifth of each queue's jobs enqueued one call at
+a time and the rest with enqueue_many, run by one worker (--processes x --threads) that
+serves every queue. For each Redis it reads INFO cpu (used_cpu_sys + used_cpu_user)
+before the enqueues and after the last job finished: the CPU seconds each primary
+spent, and per job it holds. Then the idle pickup latency (enqueue to start, a worker
+blocked on every shard) on the cluster and on the single Redis.
+
+Projected capacity: jobs/s = Σ over primaries of 1e6 / (Redis CPU µs per job on that
+primary), each primary's core busy with its share of an even spread; one Redis is
+1e6 / its µs per job; 6 primaries is twice the 3-primary sum, a projection, not a
+measurement. On a 2-core machine the workers, four Redis servers and this harness share
+the CPU, so the throughput itself is not what a cluster would reach: the figures that
+carry over are the split and the cost per job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from taskfire import Taskfire
+from taskfire.embedded import free_port
+from taskfire.storage.shards import index_of
+
+from . import jobs
+from .core import ROOT, stop, wait_until
+
+QUEUES = {"hot": 0.5, "q1": 0.1, "q2": 0.1, "q3": 0.1, "q4": 0.1, "q5": 0.1}
+
+
+class Node:
+    """One redis-server on a free loopback port, in its own directory."""
+
+    def __init__(self, home: Path, cluster: bool) -> None:
+        self.port = free_port()
+        self.dir = home / f"redis-{self.port}"
+        self.dir.mkdir(parents=True)
+        lines = [f"port {self.port}", "bind 127.0.0.1", f'dir "{self.dir}"', 'save ""', "appendonly no",
+                 'logfile "log"']
+        if cluster:
+            lines += ["cluster-enabled yes", "cluster-config-file nodes.conf", f"cluster-port {free_port()}",
+                      "cluster-node-timeout 2000"]
+        (self.dir / "redis.conf").write_text("\n".join(lines) + "\n")
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server not found on PATH (apt-get install redis-server)")
+        self.process = subprocess.Popen([binary, str(self.dir / "redis.conf")], cwd=self.dir,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        self.client = redis.Redis(port=self.port)
+        wait_until(self._answers, 20)
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.ConnectionError:
+            return False
+
+    def cpu(self) -> float:
+        info: Any = self.client.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def make_cluster(home: Path) -> list[Node]:
+    nodes = [Node(home, cluster=True) for _ in range(3)]
+    subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+                    *(f"127.0.0.1:{n.port}" for n in nodes), "--cluster-yes"],
+                   check=True, capture_output=True, timeout=60)
+    wait_until(lambda: all(n.client.cluster("info")["cluster_state"] == "ok" for n in nodes), 30)
+    return nodes
+
+
+def start_worker(url: str, prefix: str, processes: int, threads: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, TASKFIRE_REDIS_URL=url, TASKFIRE_PREFIX=prefix, TASKFIRE_LOG_LEVEL="WARNING")
+    return subprocess.Popen([sys.executable, "-m", "taskfire", "worker", "benchmarks.jobs", "--queues",
+                             ",".join(QUEUES), "--processes", str(processes), "--threads", str(threads)],
+                            cwd=ROOT, env=env, start_new_session=True)
+
+
+def run_load(url: str, prefix: str, n: int, processes: int, threads: int) -> list[str]:
+    """Enqueues the mixed load, runs it to the end; the jobs' ids."""
+    tf = Taskfire(url, prefix=prefix)
+    ids: list[str] = []
+    for q, share in QUEUES.items():
+        fn = jobs.noop.options(queue=q)
+        count = int(n * share)
+        singles = count // 5
+        ids += [fn.enqueue() for _ in range(singles)]
+        for start in range(0, count - singles, 1000):
+            ids += fn.enqueue_many([() for _ in range(min(1000, count - singles - start))])
+    worker = start_worker(url, prefix, processes, threads)
+    try:
+        wait_until(lambda: tf.storage.monitor.counts()["totals"]["succeeded"] >= len(ids), 900)
+    finally:
+        stop(worker)
+        tf.close()
+    return ids
+
+
+def pickup_latency(url: str, prefix: str, samples: int) -> tuple[float, float]:
+    """Idle pickup latency (ms, p50 and p99): enqueue to the job's start, the worker idle."""
+    tf = Taskfire(url, prefix=prefix)
+    r = tf.storage.redis
+    key = prefix + "bench:latency"
+    worker = subprocess.Popen([sys.executable, "-m", "taskfire", "worker", "benchmarks.jobs", "--threads", "4"],
+                              cwd=ROOT, env=dict(os.environ, TASKFIRE_REDIS_URL=url, TASKFIRE_PREFIX=prefix,
+                                                 TASKFIRE_LOG_LEVEL="WARNING"), start_new_session=True)
+    try:
+        tf.enqueue(jobs.stamp, time.time())
+        wait_until(lambda: r.llen(key) == 1, 60)
+        r.delete(key)
+        for i in range(samples):
+            time.sleep(0.02)  # the worker goes idle again
+            tf.enqueue(jobs.stamp, time.time())
+            wait_until(lambda i=i: r.llen(key) == i + 1, 10)
+        values = sorted(float(v) * 1000 for v in r.lrange(key, 0, -1))
+        return statistics.median(values), values[int(len(values) * 0.99) - 1]
+    finally:
+        stop(worker)
+        tf.close()
+
+
+def chart(path: Path, capacity: dict[int, float]) -> bool:
+    try:
+        import matplotlib  # a benchmark's tool, not taskfire's dependency (pip install matplotlib)
+    except ImportError:
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    xs = list(capacity)
+    ax.bar([str(x) for x in xs], [capacity[x] for x in xs], color=["#888", "#3572b0", "#9cc3e6"])
+    for i, x in enumerate(xs):
+        ax.text(i, capacity[x], f"{capacity[x]:,.0f}", ha="center", va="bottom")
+    ax.set_xlabel("Redis Cluster primaries (1 = a single Redis; 6 projected)")
+    ax.set_ylabel("jobs/s (projected from Redis CPU per job)")
+    ax.set_title("taskfire capacity by primaries")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def main(args: argparse.Namespace) -> None:
+    home = Path(tempfile.mkdtemp(prefix="taskfire-cluster-scaling-"))
+    nodes = make_cluster(home)
+    single = Node(home, cluster=False)
+    try:
+        url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in nodes)
+        prefix = "{scale}:"
+        tf = Taskfire(url, prefix=prefix)
+        owner = {s.index: next(n for n in nodes if n.port == tf.storage.redis.get_node_from_key(  # type: ignore[attr-defined]
+            s.keys.queues).port) for s in tf.storage.shards}
+        tf.close()
+        before = [n.cpu() for n in nodes]
+        ids = run_load(url, prefix, args.jobs, args.processes, args.threads)
+        spent = [n.cpu() - b for n, b in zip(nodes, before, strict=True)]
+        held = {n.port: 0 for n in nodes}
+        for i in ids:
+            held[owner[index_of(i, len(owner))].port] += 1
+        single_before = single.cpu()
+        single_ids = run_load(f"redis://127.0.0.1:{single.port}/0", "scale:", args.jobs, args.processes,
+                              args.threads)
+        single_us = (single.cpu() - single_before) * 1e6 / len(single_ids)
+        cluster_latency = pickup_latency(url, "{lat}:", args.samples)
+        single_latency = pickup_latency(f"redis://127.0.0.1:{single.port}/0", "lat:", args.samples)
+    finally:
+        for n in [*nodes, single]:
+            n.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+    mean = sum(spent) / len(spent)
+    per_job = [s * 1e6 / max(1, held[n.port]) for s, n in zip(spent, nodes, strict=True)]
+    capacity = {1: 1e6 / single_us, 3: sum(1e6 / us for us in per_job)}
+    capacity[6] = capacity[3] * 2
+    lines = [f"taskfire on a 3-primary Redis Cluster vs one Redis ({os.cpu_count()} CPUs, loopback), {len(ids):,} "
+             f"no-op jobs over {len(QUEUES)} queues (`hot` half of them), a fifth enqueued one call each; "
+             f"worker --processes {args.processes} --threads {args.threads}.", "",
+             "| primary | jobs it held | Redis CPU s | vs the mean | Redis CPU µs/job |", "|---|---:|---:|---:|---:|"]
+    for n, s, us in zip(nodes, spent, per_job, strict=True):
+        lines.append(f"| 127.0.0.1:{n.port} | {held[n.port]:,} | {s:.2f} | {(s - mean) / mean:+.0%} | {us:.1f} |")
+    lines += [f"| one Redis (not a cluster) | {len(single_ids):,} | {single_us * len(single_ids) / 1e6:.2f} | | "
+              f"{single_us:.1f} |", "",
+              "| primaries | projected jobs/s (Σ 1e6 / µs per job) |", "|---:|---:|"]
+    lines += [f"| {p}{' (projected)' if p == 6 else ''} | {c:,.0f} |" for p, c in capacity.items()]
+    lines += ["", f"Idle pickup latency p50 / p99: cluster {cluster_latency[0]:.2f} / {cluster_latency[1]:.2f} ms "
+                  f"(a blocked thread per shard), one Redis {single_latency[0]:.2f} / {single_latency[1]:.2f} ms."]
+    spread = max(abs(s - mean) / mean for s in spent)
+    lines.append(f"Largest deviation from the mean primary CPU: {spread:.0%} (the bound is ±25%).")
+    if args.chart and chart(Path(args.chart), capacity):
+        lines.append(f"Chart: {args.chart}")
+    print("\n".join(lines))
