@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 import redis
 
@@ -90,6 +90,28 @@ class Shard:
         self.index = index
         self.keys = Keys(prefix)
         self.scripts = Scripts(client, cluster, url, prefix, self.keys.queues)
+
+
+#: Appends shard prefixes to the registry if it still holds as many as the caller read
+#: (else another client grew it first); returns the registry as it is.
+_REGISTER = """
+if redis.call('LLEN', KEYS[1]) == tonumber(ARGV[1]) then redis.call('RPUSH', KEYS[1], unpack(ARGV, 2)) end
+return redis.call('LRANGE', KEYS[1], 0, -1)
+"""
+
+
+def register_shards(cluster: redis.RedisCluster, prefix: str) -> list[str]:
+    """The shards' prefixes on a cluster: those registered in the home shard, and one
+    more for each primary that holds none (registered here, only if no other client
+    changed the list meanwhile: the list only grows, so indexes in ids stay valid)."""
+    key = prefix + REGISTRY
+    known = [p.decode() for p in cast(list[bytes], cluster.lrange(key, 0, -1))]
+    primaries = sorted(n.name for n in cluster.get_primaries())
+    chosen = choose_prefixes(prefix, known, lambda k: cluster.get_node_from_key(k).name, primaries)
+    if chosen == known:
+        return known
+    stored = cluster.eval(_REGISTER, 1, key, str(len(known)), *chosen[len(known):])
+    return [p.decode() for p in cast(list[bytes], stored)]
 
 
 def tie_hash(key: str) -> int:

@@ -36,7 +36,7 @@ from .monitor import Monitor
 from .monitor_shards import ShardedMonitor
 from .recurring import RecurringStore
 from .scripts import TRANSIENT_ERRORS, Call, Scripts, block_seconds
-from .shards import REGISTRY, Placer, Shard, choose_prefixes, index_of, mark, tie_hash
+from .shards import Placer, Shard, index_of, mark, register_shards, tie_hash
 from .wire import Applied, Fetch, FetchRequest, NewBatch, NewJob, Transition
 
 __all__ = ["Storage", "TRANSIENT_ERRORS"]
@@ -45,6 +45,9 @@ __all__ = ["Storage", "TRANSIENT_ERRORS"]
 #: were not stored. After any other (no answer, a script error half-way) they may have been.
 REFUSED_BEFORE_RUNNING = frozenset({"full", "permission", "read-only", "credentials", "certificate", "tls",
                                     "loading"})
+#: With shards, how often a worker's finishing threads take their next jobs round the
+#: shards rather than from the shard of their last one (Storage.finish).
+VISIT_S = 0.1
 #: Longest single block of a client waiting for an outcome (at most half its socket
 #: timeout, so that a long wait is several blocks, never a read that times out).
 WAIT_BLOCK_S = 5.0
@@ -119,14 +122,6 @@ def enqueue_error(groups: Sequence[Sequence[NewJob]], replies: Sequence[Any],
                         lambda: retry(unknown))
 
 
-#: Appends shard prefixes to the registry if it still holds as many as the caller read
-#: (else another client grew it first); returns the registry as it is.
-_REGISTER = """
-if redis.call('LLEN', KEYS[1]) == tonumber(ARGV[1]) then redis.call('RPUSH', KEYS[1], unpack(ARGV, 2)) end
-return redis.call('LRANGE', KEYS[1], 0, -1)
-"""
-
-
 class Storage:
     """All of taskfire's Redis I/O, for one key prefix (one shard, or one per primary of
     a cluster: see shards.py)."""
@@ -153,7 +148,7 @@ class Storage:
         # code needs to know only where the two differ.
         self.redis = cast(redis.Redis, client)
         self.cluster = cluster
-        prefixes = self._register_shards(cluster, prefix) if cluster is not None else [prefix]
+        prefixes = register_shards(cluster, prefix) if cluster is not None else [prefix]
         self.shards = [Shard(i, self.redis, cluster, url, p) for i, p in enumerate(prefixes)]
         self.placer = Placer(len(self.shards))
         self.scripts = self.shards[0].scripts  # the home shard's (see shards.py)
@@ -161,20 +156,8 @@ class Storage:
         self.monitor = monitors[0] if len(monitors) == 1 else ShardedMonitor(monitors)
         self.recurring = RecurringStore(self.redis, self.keys, self.scripts, self.write_if)
         self._fetch_from = 0  # the shard a fetch starts with, in turn
+        self._visit_due = 0.0  # when a finish next fetches round the shards (see finish)
         self.waiter = ShardWaiter(self.shards, self.redis)
-
-    def _register_shards(self, cluster: redis.RedisCluster, prefix: str) -> list[str]:
-        """The shards' prefixes on a cluster: those registered in the home shard, and one
-        more for each primary that holds none (registered here, only if no other client
-        changed the list meanwhile: the list only grows, so indexes in ids stay valid)."""
-        key = prefix + REGISTRY
-        known = [p.decode() for p in cast(list[bytes], cluster.lrange(key, 0, -1))]
-        primaries = sorted(n.name for n in cluster.get_primaries())
-        chosen = choose_prefixes(prefix, known, lambda k: cluster.get_node_from_key(k).name, primaries)
-        if chosen == known:
-            return known
-        stored = cluster.eval(_REGISTER, 1, key, len(known), *chosen[len(known):])
-        return [p.decode() for p in cast(list[bytes], stored)]
 
     # -- shards --------------------------------------------------------------------
 
@@ -397,23 +380,33 @@ class Storage:
     def finish(self, changes: Sequence[Transition], then_fetch: FetchRequest) -> tuple[list[Applied], Fetch]:
         """Applies state changes in order, then fetches, in one script call: a worker
         stores its threads' outcomes and takes their next jobs in one round trip. With
-        shards, one call per shard the changes are in, the fetch in the first one's
-        (so a thread takes its next job where its last one was; an idle worker's fetch
-        goes round the shards)."""
+        shards, one call per shard the changes are in, each fetching as many jobs as it
+        has changes (while any are wanted): a thread takes its next job where its last
+        one was, in the same call, rather than going idle and costing a fetch of its own.
+        So that no shard waits while threads keep finding jobs in the others (a queue of
+        higher priority there, say), every VISIT_S the next jobs are fetched round the
+        shards instead, starting with the next one in turn: a call more, 10 times a second."""
         if len(self.shards) == 1 or not changes:
             reply = self.scripts.call("finish", wire.encode_finish(changes, then_fetch, self.retention_s,
                                                                    self.index_cap))
             return wire.decode_finish(reply, len(changes))
         results: list[Applied] = [Applied(0, "")] * len(changes)
         fetched: list[Fetch] = []
-        for g, (shard, positions) in enumerate(self._by_shard(changes, lambda t: t.job_id)):
-            ask = then_fetch if g == 0 else msgspec.structs.replace(then_fetch, max_jobs=0)
+        wanted = then_fetch.max_jobs
+        visit = time.monotonic() >= self._visit_due
+        if visit:
+            self._visit_due = time.monotonic() + VISIT_S
+        for shard, positions in self._by_shard(changes, lambda t: t.job_id):
+            ask = msgspec.structs.replace(then_fetch, max_jobs=0 if visit else min(wanted, len(positions)))
+            wanted -= ask.max_jobs
             reply = shard.scripts.call("finish", wire.encode_finish([changes[i] for i in positions], ask,
                                                                     self.retention_s, self.index_cap))
             applied, fetch = wire.decode_finish(reply, len(positions))
             fetched.append(fetch)
             for i, a in zip(positions, applied, strict=True):
                 results[i] = a
+        if visit and wanted:
+            fetched.append(self.fetch(then_fetch))
         return results, merged(fetched)
 
     def wake_keys(self, worker_id: str, queues: Sequence[str]) -> list[str]:
