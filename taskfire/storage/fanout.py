@@ -47,7 +47,9 @@ class ShardWaiter:
         The index of a shard whose token came, or None if the timeout passed."""
         shards = self.shards
         with self.lock:
-            if self.pool is None:
+            if self.pool is None or self.pool._max_workers < len(shards):  # first use, or shards added
+                if self.pool is not None:
+                    self.pool.shutdown(wait=False)
                 self.pool = ThreadPoolExecutor(len(shards), thread_name_prefix="taskfire-shard-wait")
             pool = self.pool
         self.end_others()

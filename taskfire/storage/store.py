@@ -36,7 +36,8 @@ from .monitor import Monitor
 from .monitor_shards import ShardedMonitor
 from .recurring import RecurringStore
 from .scripts import TRANSIENT_ERRORS, Call, Scripts, block_seconds
-from .shards import Placer, Shard, index_of, mark, register_shards, tie_hash
+from .routing import REFRESH_S, ShardRouting
+from .shards import Placer, Shard, register_shards
 from .wire import Applied, Fetch, FetchRequest, NewBatch, NewJob, Transition
 
 __all__ = ["Storage", "TRANSIENT_ERRORS"]
@@ -122,9 +123,9 @@ def enqueue_error(groups: Sequence[Sequence[NewJob]], replies: Sequence[Any],
                         lambda: retry(unknown))
 
 
-class Storage:
+class Storage(ShardRouting):
     """All of taskfire's Redis I/O, for one key prefix (one shard, or one per primary of
-    a cluster: see shards.py)."""
+    a cluster: see shards.py; which shard a call goes to: routing.py)."""
 
     def __init__(self, url: str, prefix: str = "taskfire:", *, retention_s: int = 86400,
                  index_cap: int = 10_000, socket_timeout: float = 10.0,
@@ -157,48 +158,8 @@ class Storage:
         self.recurring = RecurringStore(self.redis, self.keys, self.scripts, self.write_if)
         self._fetch_from = 0  # the shard a fetch starts with, in turn
         self._visit_due = 0.0  # when a finish next fetches round the shards (see finish)
+        self._refresh_due = time.monotonic() + REFRESH_S  # when fetch next looks for new shards
         self.waiter = ShardWaiter(self.shards, self.redis)
-
-    # -- shards --------------------------------------------------------------------
-
-    def shard_of(self, any_id: str) -> Shard:
-        """The shard a job or batch lives in, told by its id."""
-        return self.shards[index_of(any_id, len(self.shards))] if len(self.shards) > 1 else self.shards[0]
-
-    def keys_of(self, any_id: str) -> Keys:
-        return self.shard_of(any_id).keys
-
-    def placement(self, fields: dict[str, bytes | str]) -> str:
-        """What ends the id of a new job with these fields (see shards.py): a job with a
-        limit, mutex, rate or uniqueness key goes to the shard its key hashes to (the
-        first of them it has, in that order), so that admitting it stays one script;
-        any other job to the shard this process has placed fewest in."""
-        count = len(self.shards)
-        if count == 1:
-            return ""
-        for name in ("limit", "rate", "unique"):
-            tie = fields.get(name)
-            if tie:
-                return mark(tie_hash(tie if isinstance(tie, str) else tie.decode()) % count)
-        return mark(self.placer.next())
-
-    def mark_of(self, any_id: str) -> str:
-        """What ends the ids of jobs that must live with this job or batch."""
-        return mark(index_of(any_id, len(self.shards))) if len(self.shards) > 1 else ""
-
-    def _by_shard(self, items: Sequence[Any], id_of: Callable[[Any], str]) -> list[tuple[Shard, list[int]]]:
-        """Positions of `items` grouped by shard, shards in order of first appearance."""
-        if len(self.shards) == 1:
-            return [(self.shards[0], list(range(len(items))))]
-        groups: dict[int, list[int]] = {}
-        for i, item in enumerate(items):
-            groups.setdefault(index_of(id_of(item), len(self.shards)), []).append(i)
-        return [(self.shards[k], positions) for k, positions in groups.items()]
-
-    @property
-    def keys(self) -> Keys:
-        """The home shard's keys."""
-        return self.shards[0].keys
 
     def close(self) -> None:
         self.waiter.close()
@@ -356,6 +317,8 @@ class Storage:
         timekeeping, so every shard's due jobs and lapsed leases are seen to). A shard
         that cannot be reached (its primary failing over) is passed over: the error is
         raised only if no shard gave a job, so jobs taken are never dropped."""
+        if self.cluster is not None and time.monotonic() >= self._refresh_due:
+            self.refresh_shards()
         if len(self.shards) == 1:
             return wire.decode_fetch(self.scripts.call("fetch", wire.encode_fetch(request)))
         start = self._fetch_from = (self._fetch_from + 1) % len(self.shards)

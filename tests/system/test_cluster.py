@@ -224,6 +224,31 @@ def test_requeue_all_failed_and_counts_cover_every_shard(tf, start_worker):
     assert tf.storage.monitor.counts()["states"]["Failed"] == 30
 
 
+def test_a_primary_added_while_a_worker_runs_gets_a_shard_the_worker_serves(tf, cluster, start_worker, tmp_path):
+    # Given a worker on the three-primary cluster
+    start_worker("--threads", "4")
+    assert len(tf.storage.shards) == 3
+    # When a fourth primary joins and takes slots from the others
+    node = RedisProcess(tmp_path, ["cluster-enabled yes", "cluster-config-file nodes.conf",
+                                   f"cluster-port {free_port()}", "cluster-node-timeout 1000", "appendonly no"])
+    cluster.nodes.append(node)  # (stopped with the cluster)
+    seed = f"127.0.0.1:{cluster.primaries()[0].port}"
+    subprocess.run([REDIS_CLI or "redis-cli", "--cluster", "add-node", f"127.0.0.1:{node.port}", seed],
+                   check=True, capture_output=True, timeout=60)
+    wait_for(lambda: node.client.cluster("info")["cluster_state"] == "ok", 30, "the new node to join")
+    subprocess.run([REDIS_CLI or "redis-cli", "--cluster", "rebalance", seed, "--cluster-use-empty-masters"],
+                   check=True, capture_output=True, timeout=120)
+    # Then the next client registers a shard on it, and places jobs there
+    grown = Taskfire(cluster.url, prefix=tf.prefix)
+    assert len(grown.storage.shards) == 4 and cluster.owner(grown.storage.shards[3].keys.queues) is node
+    ids = grown.enqueue_many(jobs.add, [(i, 1) for i in range(40)])
+    assert Counter(index_of(i, 4) for i in ids)[3] == 10
+    # And the worker started before the growth runs them all, the new shard's too
+    wait_for(lambda: all_succeeded(tf, ids), 60, "every job to run, the new shard's included")
+    assert len(tf.storage.shards) == 4  # the old client found the new shard by a job's id
+    grown.close()
+
+
 @pytest.mark.parametrize("wait_replicas", [1])
 def test_a_primary_killed_under_load_loses_no_acknowledged_job(tf, cluster, start_worker_on, prefix, tmp_path,
                                                                 wait_replicas):
@@ -239,6 +264,7 @@ def test_a_primary_killed_under_load_loses_no_acknowledged_job(tf, cluster, star
     wait_for(lambda: len(enqueuer.acked) >= 30 and all_succeeded(tf, [i for _, i in enqueuer.acked[:30]]), 30,
              "the first jobs to run")
     # When the primary of shard 1 is SIGKILLed
+    n = len(tf.storage.shards)
     shard = tf.storage.shards[1]
     victim = cluster.owner(shard.keys.queues)
     replica = cluster.replica_of(victim)
@@ -250,9 +276,9 @@ def test_a_primary_killed_under_load_loses_no_acknowledged_job(tf, cluster, star
     wait_for(lambda: cluster.role(replica) == "master", 30, "the replica to be promoted")
     promoted = time.monotonic() - killed_mono
     # (stored, but not confirmed: the promoted replica has no replica of its own)
-    wait_for(lambda: any(t > killed_at and index_of(i, 3) == 1 for t, i in enqueuer.acked + enqueuer.unconfirmed), 30,
+    wait_for(lambda: any(t > killed_at and index_of(i, n) == 1 for t, i in enqueuer.acked + enqueuer.unconfirmed), 30,
              "a job of the failed shard stored after the kill")
-    wait_for(lambda: any(t > killed_at + 0.5 and index_of(i, 3) == 1 for t, i in read_runs(runs_file)), 30,
+    wait_for(lambda: any(t > killed_at + 0.5 and index_of(i, n) == 1 for t, i in read_runs(runs_file)), 30,
              "a job of the failed shard to start after the kill")
     enqueuer.stopping.set()
     enqueuer.join(10)
@@ -262,12 +288,12 @@ def test_a_primary_killed_under_load_loses_no_acknowledged_job(tf, cluster, star
     absent = [i for i in acked if i not in existing(tf, acked)]
     assert absent == [], f"{len(absent)} acknowledged jobs lost: {absent[:5]}"
     wait_for(lambda: all_succeeded(tf, acked), 60, "every acknowledged job to succeed")
-    unconfirmed = Counter(index_of(i, 3) for _, i in enqueuer.unconfirmed)
+    unconfirmed = Counter(index_of(i, n) for _, i in enqueuer.unconfirmed)
     assert worker.proc.poll() is None
     enqueued_again = min(t for t, i in enqueuer.acked + enqueuer.unconfirmed
-                         if t > killed_at and index_of(i, 3) == 1) - killed_at
-    started_again = min(t for t, i in read_runs(runs_file) if t > killed_at + 0.5 and index_of(i, 3) == 1) - killed_at
-    other_shards = [t for t, i in read_runs(runs_file) if killed_at < t < killed_at + promoted and index_of(i, 3) != 1]
+                         if t > killed_at and index_of(i, n) == 1) - killed_at
+    started_again = min(t for t, i in read_runs(runs_file) if t > killed_at + 0.5 and index_of(i, n) == 1) - killed_at
+    other_shards = [t for t, i in read_runs(runs_file) if killed_at < t < killed_at + promoted and index_of(i, n) != 1]
     report(f"cluster failover, wait_replicas={wait_replicas}: primary of shard 1 SIGKILLed; replica promoted at "
            f"{promoted:.2f} s, first enqueue to that shard acknowledged at {enqueued_again:.2f} s, its first job "
            f"started at {started_again:.2f} s; {len(other_shards)} jobs of the other shards started during the "
