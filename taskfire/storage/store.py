@@ -29,7 +29,7 @@ import redis
 
 from ..errors import ConfigError, EnqueueError, ReplicationTimeout
 from . import connection, wire
-from .fanout import ShardWaiter, merged
+from .fanout import ShardWaiter
 from .faults import REDIS_ERRORS, describe_error
 from .keys import Keys
 from .monitor import Monitor
@@ -46,9 +46,6 @@ __all__ = ["Storage", "TRANSIENT_ERRORS"]
 #: were not stored. After any other (no answer, a script error half-way) they may have been.
 REFUSED_BEFORE_RUNNING = frozenset({"full", "permission", "read-only", "credentials", "certificate", "tls",
                                     "loading"})
-#: With shards, how often a worker's finishing threads take their next jobs round the
-#: shards rather than from the shard of their last one (Storage.finish).
-VISIT_S = 0.1
 #: Longest single block of a client waiting for an outcome (at most half its socket
 #: timeout, so that a long wait is several blocks, never a read that times out).
 WAIT_BLOCK_S = 5.0
@@ -156,8 +153,8 @@ class Storage(ShardRouting):
         monitors = [Monitor(self.redis, s.keys, self.keys_of) for s in self.shards]
         self.monitor = monitors[0] if len(monitors) == 1 else ShardedMonitor(monitors)
         self.recurring = RecurringStore(self.redis, self.keys, self.scripts, self.write_if)
-        self._fetch_from = 0  # the shard a fetch starts with, in turn
-        self._visit_due = 0.0  # when a finish next fetches round the shards (see finish)
+        self._current = 0  # the shard this process works in (routing.py)
+        self._visit_due = 0.0  # when it moves on to the next
         self._refresh_due = time.monotonic() + REFRESH_S  # when fetch next looks for new shards
         self.waiter = ShardWaiter(self.shards, self.redis)
 
@@ -312,65 +309,21 @@ class Storage(ShardRouting):
     # -- workers -------------------------------------------------------------------
 
     def fetch(self, request: FetchRequest) -> Fetch:
-        """Takes jobs for a worker, each moved to Processing under a lease: from each
-        shard in turn until it has enough (every fetch does a bit of each shard's
-        timekeeping, so every shard's due jobs and lapsed leases are seen to). A shard
-        that cannot be reached (its primary failing over) is passed over: the error is
-        raised only if no shard gave a job, so jobs taken are never dropped."""
-        if self.cluster is not None and time.monotonic() >= self._refresh_due:
-            self.refresh_shards()
-        if len(self.shards) == 1:
+        """Takes jobs for a worker, each moved to Processing under a lease. With shards,
+        from the shard this process works in, then the others in turn (routing.py)."""
+        if len(self.shards) == 1 and not (self.cluster is not None and time.monotonic() >= self._refresh_due):
             return wire.decode_fetch(self.scripts.call("fetch", wire.encode_fetch(request)))
-        start = self._fetch_from = (self._fetch_from + 1) % len(self.shards)
-        got: list[Fetch] = []
-        trouble: Exception | None = None
-        wanted = request.max_jobs
-        for k in range(len(self.shards)):
-            shard = self.shards[(start + k) % len(self.shards)]
-            ask = msgspec.structs.replace(request, max_jobs=wanted)
-            try:
-                got.append(wire.decode_fetch(shard.scripts.call("fetch", wire.encode_fetch(ask))))
-            except TRANSIENT_ERRORS as exc:
-                trouble = trouble or exc
-                continue
-            wanted -= len(got[-1].jobs)
-            if wanted <= 0:
-                break
-        if trouble is not None and not any(f.jobs for f in got):
-            raise trouble
-        return merged(got)
+        return self.fetch_round(request)
 
     def finish(self, changes: Sequence[Transition], then_fetch: FetchRequest) -> tuple[list[Applied], Fetch]:
         """Applies state changes in order, then fetches, in one script call: a worker
         stores its threads' outcomes and takes their next jobs in one round trip. With
-        shards, one call per shard the changes are in, each fetching as many jobs as it
-        has changes (while any are wanted): a thread takes its next job where its last
-        one was, in the same call, rather than going idle and costing a fetch of its own.
-        So that no shard waits while threads keep finding jobs in the others (a queue of
-        higher priority there, say), every VISIT_S the next jobs are fetched round the
-        shards instead, starting with the next one in turn: a call more, 10 times a second."""
+        shards, a call per shard the changes are in (routing.py)."""
         if len(self.shards) == 1 or not changes:
             reply = self.scripts.call("finish", wire.encode_finish(changes, then_fetch, self.retention_s,
                                                                    self.index_cap))
             return wire.decode_finish(reply, len(changes))
-        results: list[Applied] = [Applied(0, "")] * len(changes)
-        fetched: list[Fetch] = []
-        wanted = then_fetch.max_jobs
-        visit = time.monotonic() >= self._visit_due
-        if visit:
-            self._visit_due = time.monotonic() + VISIT_S
-        for shard, positions in self._by_shard(changes, lambda t: t.job_id):
-            ask = msgspec.structs.replace(then_fetch, max_jobs=0 if visit else min(wanted, len(positions)))
-            wanted -= ask.max_jobs
-            reply = shard.scripts.call("finish", wire.encode_finish([changes[i] for i in positions], ask,
-                                                                    self.retention_s, self.index_cap))
-            applied, fetch = wire.decode_finish(reply, len(positions))
-            fetched.append(fetch)
-            for i, a in zip(positions, applied, strict=True):
-                results[i] = a
-        if visit and wanted:
-            fetched.append(self.fetch(then_fetch))
-        return results, merged(fetched)
+        return self.finish_round(changes, then_fetch)
 
     def wake_keys(self, worker_id: str, queues: Sequence[str]) -> list[str]:
         """What an idle worker blocks on: its own wake-up list, then its queues'."""
@@ -387,10 +340,8 @@ class Storage(ShardRouting):
                                      before=("BLPOP", *keys, block_seconds(timeout)))[0]
             return wire.decode_fetch(reply)
         woken = self.waiter.wait(keys, timeout)
-        if woken is not None:
-            self._fetch_from = woken - 1  # the fetch starts with the shard that woke
         try:
-            return self.fetch(request)
+            return self.fetch_round(request, woken)  # from the shard that woke first
         finally:
             self.waiter.end_others()
 
