@@ -163,6 +163,43 @@ def pickup_latency(url: str, prefix: str, samples: int) -> tuple[float, float]:
         tf.close()
 
 
+def placement_policies(n: int, shards: int = 3) -> dict[str, list[int]]:
+    """Jobs per shard for this load's calls (a fifth of each queue one call at a time, the
+    rest in calls of 1,000) under each policy an untied job could be placed by: the
+    figures the choice was made from (no Redis needed: placement is the client's)."""
+    import random
+    import zlib
+
+    calls: list[tuple[str, int]] = []
+    for q, share in QUEUES.items():
+        count = int(n * share)
+        singles = count // 5
+        calls += [(q, 1)] * singles
+        calls += [(q, min(1000, count - singles - s)) for s in range(0, count - singles, 1000)]
+    random.Random(19).shuffle(calls)
+    policies: dict[str, list[int]] = {}
+    by_queue = [0] * shards
+    for q, size in calls:
+        by_queue[zlib.crc32(q.encode()) % shards] += size
+    policies["hash of the queue name"] = by_queue
+    per_call = [0] * shards
+    for k, (_, size) in enumerate(calls):
+        per_call[k % shards] += size
+    policies["round-robin per call"] = per_call
+    by_id = [0] * shards
+    rng = random.Random(7)
+    for _, size in calls:
+        for _ in range(size):
+            by_id[rng.getrandbits(48) % shards] += 1
+    policies["hash of the job id"] = by_id
+    fewest = [0] * shards
+    for _, size in calls:
+        for _ in range(size):
+            fewest[fewest.index(min(fewest))] += 1
+    policies["fewest placed so far (taskfire's)"] = fewest
+    return policies
+
+
 def chart(path: Path, capacity: dict[int, float]) -> bool:
     try:
         import matplotlib  # a benchmark's tool, not taskfire's dependency (pip install matplotlib)
@@ -189,57 +226,86 @@ def main(args: argparse.Namespace) -> None:
     nodes = make_cluster(home)
     single = Node(home, cluster=False)
     lone = one_node_cluster(home)
-    try:
-        url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in nodes)
-        prefix = "{scale}:"
+    url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in nodes)
+    spent = [0.0] * len(nodes)
+    scripts = [0.0] * len(nodes)
+    held = {n.port: 0 for n in nodes}
+    base = {"single": [0.0, 0.0, 0.0], "lone": [0.0, 0.0, 0.0]}  # CPU s, script s, jobs
+    ratios: list[float] = []  # per round: cluster µs/job over one Redis's
+
+    def on_cluster(rnd: int) -> float:
+        prefix = f"{{scale{rnd}}}:"
         tf = Taskfire(url, prefix=prefix)
-        owner = {s.index: next(n for n in nodes if n.port == tf.storage.redis.get_node_from_key(  # type: ignore[attr-defined]
-            s.keys.queues).port) for s in tf.storage.shards}
+        owner = {sh.index: next(n for n in nodes if n.port == tf.storage.redis.get_node_from_key(  # type: ignore[attr-defined]
+            sh.keys.queues).port) for sh in tf.storage.shards}
         tf.close()
         before = [(n.cpu(), n.script_seconds()) for n in nodes]
         ids = run_load(url, prefix, args.jobs, args.processes, args.threads)
-        spent = [n.cpu() - b[0] for n, b in zip(nodes, before, strict=True)]
-        scripts = [n.script_seconds() - b[1] for n, b in zip(nodes, before, strict=True)]
-        held = {n.port: 0 for n in nodes}
+        for k, (n, b) in enumerate(zip(nodes, before, strict=True)):
+            spent[k] += n.cpu() - b[0]
+            scripts[k] += n.script_seconds() - b[1]
         for i in ids:
             held[owner[index_of(i, len(owner))].port] += 1
-        single_before = single.cpu(), single.script_seconds()
-        single_ids = run_load(f"redis://127.0.0.1:{single.port}/0", "scale:", args.jobs, args.processes,
-                              args.threads)
-        single_us = (single.cpu() - single_before[0]) * 1e6 / len(single_ids)
-        single_script_us = (single.script_seconds() - single_before[1]) * 1e6 / len(single_ids)
-        lone_before = lone.cpu(), lone.script_seconds()
-        lone_ids = run_load(f"redis+cluster://127.0.0.1:{lone.port}", "{scale}:", args.jobs, args.processes,
-                            args.threads)
-        lone_us = (lone.cpu() - lone_before[0]) * 1e6 / len(lone_ids)
-        lone_script_us = (lone.script_seconds() - lone_before[1]) * 1e6 / len(lone_ids)
+        return sum(n.cpu() - b[0] for n, b in zip(nodes, before, strict=True)) * 1e6 / len(ids)
+
+    def on_one(name: str, node: Node, node_url: str, prefix: str) -> float:
+        before = node.cpu(), node.script_seconds()
+        ids = run_load(node_url, prefix, args.jobs, args.processes, args.threads)
+        cpu = node.cpu() - before[0]
+        base[name][0] += cpu
+        base[name][1] += node.script_seconds() - before[1]
+        base[name][2] += len(ids)
+        return cpu * 1e6 / len(ids)
+
+    try:
+        for rnd in range(args.rounds):  # the order turns each round: no load always runs first
+            runs = [lambda: on_cluster(rnd),
+                    lambda: on_one("single", single, f"redis://127.0.0.1:{single.port}/0", f"scale{rnd}:"),
+                    lambda: on_one("lone", lone, f"redis+cluster://127.0.0.1:{lone.port}", f"{{scale{rnd}}}:")]
+            got = {}
+            for k in range(3):
+                got[(rnd + k) % 3] = runs[(rnd + k) % 3]()
+            ratios.append(got[0] / got[1])
         cluster_latency = pickup_latency(url, "{lat}:", args.samples)
         single_latency = pickup_latency(f"redis://127.0.0.1:{single.port}/0", "lat:", args.samples)
     finally:
         for n in [*nodes, single, lone]:
             n.stop()
         shutil.rmtree(home, ignore_errors=True)
+    single_cpu, single_scripts, single_jobs = base["single"]
+    lone_cpu, lone_scripts, lone_jobs = base["lone"]
+    single_us, single_script_us = single_cpu * 1e6 / single_jobs, single_scripts * 1e6 / single_jobs
+    lone_us, lone_script_us = lone_cpu * 1e6 / lone_jobs, lone_scripts * 1e6 / lone_jobs
 
     mean = sum(spent) / len(spent)
     per_job = [s * 1e6 / max(1, held[n.port]) for s, n in zip(spent, nodes, strict=True)]
     capacity = {1: 1e6 / single_us, 3: sum(1e6 / us for us in per_job)}  # 1: a plain Redis
     capacity[6] = capacity[3] * 2
-    lines = [f"taskfire on a 3-primary Redis Cluster vs one Redis ({os.cpu_count()} CPUs, loopback), {len(ids):,} "
-             f"no-op jobs over {len(QUEUES)} queues (`hot` half of them), a fifth enqueued one call each; "
+    lines = [f"taskfire on a 3-primary Redis Cluster vs one Redis ({os.cpu_count()} CPUs, loopback), {args.jobs:,} "
+             f"no-op jobs a round, {args.rounds} rounds, over {len(QUEUES)} queues (`hot` half of them), a fifth enqueued one call each; "
              f"worker --processes {args.processes} --threads {args.threads}.", "",
              "| primary | jobs it held | Redis CPU s | vs the mean | Redis CPU µs/job | in scripts µs/job |",
              "|---|---:|---:|---:|---:|---:|"]
     for n, s, us, sc in zip(nodes, spent, per_job, scripts, strict=True):
         lines.append(f"| 127.0.0.1:{n.port} | {held[n.port]:,} | {s:.2f} | {(s - mean) / mean:+.0%} | {us:.1f} "
                      f"| {sc * 1e6 / max(1, held[n.port]):.1f} |")
-    lines += [f"| one Redis (not a cluster) | {len(single_ids):,} | {single_us * len(single_ids) / 1e6:.2f} | | "
+    lines += [f"| one Redis (not a cluster) | {single_jobs:,.0f} | {single_cpu:.2f} | | "
               f"{single_us:.1f} | {single_script_us:.1f} |",
-              f"| one primary in cluster mode (one shard) | {len(lone_ids):,} | {lone_us * len(lone_ids) / 1e6:.2f} "
+              f"| one primary in cluster mode (one shard) | {lone_jobs:,.0f} | {lone_cpu:.2f} "
               f"| | {lone_us:.1f} | {lone_script_us:.1f} |", "",
               "| primaries | projected jobs/s (Σ 1e6 / µs per job) |", "|---:|---:|"]
     lines += [f"| {p}{' (projected)' if p == 6 else ''} | {c:,.0f} |" for p, c in capacity.items()]
     lines += ["", f"Idle pickup latency p50 / p99: cluster {cluster_latency[0]:.2f} / {cluster_latency[1]:.2f} ms "
                   f"(a blocked thread per shard), one Redis {single_latency[0]:.2f} / {single_latency[1]:.2f} ms."]
+    lines += ["", "Untied jobs' placement, this load's calls under each policy (jobs per shard; the largest "
+                  "shard's excess over an even third):", "", "| policy | shard 0 | shard 1 | shard 2 | largest vs even |",
+              "|---|---:|---:|---:|---:|"]
+    for name, counts in placement_policies(args.jobs).items():
+        even = sum(counts) / len(counts)
+        lines.append(f"| {name} | {' | '.join(f'{c:,}' for c in counts)} | {(max(counts) - even) / even:+.1%} |")
+    lines.append("")
+    lines.append(f"Rounds: {args.rounds} (figures above are totals over them); cluster Redis CPU per job over one "
+                 f"Redis's, round by round: {', '.join(f'{r:.2f}' for r in ratios)}.")
     spread = max(abs(s - mean) / mean for s in spent)
     lines.append(f"Largest deviation from the mean primary CPU: {spread:.0%} (the bound is ±25%).")
     if args.chart and chart(Path(args.chart), capacity):

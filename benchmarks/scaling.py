@@ -150,6 +150,7 @@ def main() -> None:
     p.add_argument("--cluster", action="store_true",
                    help="instead: the split over a 3-primary Redis Cluster vs one Redis (benchmarks/cluster_scaling.py)")
     p.add_argument("--samples", type=int, default=200, help="--cluster: idle pickup samples (default 200)")
+    p.add_argument("--rounds", type=int, default=3, help="--cluster: rounds of the three loads (default 3)")
     p.add_argument("--chart", default="", help="--cluster: write the capacity chart to this PNG (needs matplotlib)")
     args = p.parse_args()
     if args.cluster:
