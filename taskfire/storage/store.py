@@ -8,6 +8,9 @@ command or a script's argument layout.
     monitor.py    the read model: lists and counts for the client's list verbs and the
                   dashboard
     shards.py     the shard layout: which prefix each shard has, which shard a job is in
+    routing.py    which shard a call goes to; a worker's fetch and finish over shards
+    fanout.py     an idle worker's wait on every shard; merged fetch replies
+    monitor_shards.py  the read model summed and merged over shards
     scripts.py    how a script is called (library load, FCALL, MULTI, WAIT)
     wire.py       each script's argument and reply layout
     keys.py       every key's name, and each state's index kind
