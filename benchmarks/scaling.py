@@ -3,6 +3,8 @@ bottleneck sits, and what one job costs Redis.
 
     python -m benchmarks.scaling [--server redis|valkey] [--jobs 20000] [--processes 1,2,4,8,16]
                                  [--threads 8] [--cost-jobs 2000]
+    python -m benchmarks.scaling --cluster [--jobs 20000] [--processes 2] [--threads 8] [--chart x.png]
+        the split of Redis's work over a 3-primary cluster's primaries (cluster_scaling.py)
 
 Starts its own throwaway server. For each kind of job (a no-op, and a 1 ms sleep) and each
 process count it fills a queue with --jobs jobs (enqueue_many), starts `taskfire worker
@@ -145,7 +147,18 @@ def main() -> None:
     p.add_argument("--processes", default="1,2,4,8,16", help="worker process counts (default 1,2,4,8,16)")
     p.add_argument("--threads", type=int, default=8, help="threads per worker process (default 8)")
     p.add_argument("--cost-jobs", type=int, default=2000, help="jobs in the per-job cost run (default 2000)")
+    p.add_argument("--cluster", action="store_true",
+                   help="instead: the split over a 3-primary Redis Cluster vs one Redis (benchmarks/cluster_scaling.py)")
+    p.add_argument("--samples", type=int, default=200, help="--cluster: idle pickup samples (default 200)")
+    p.add_argument("--rounds", type=int, default=3, help="--cluster: rounds of the three loads (default 3)")
+    p.add_argument("--chart", default="", help="--cluster: write the capacity chart to this PNG (needs matplotlib)")
     args = p.parse_args()
+    if args.cluster:
+        from . import cluster_scaling  # noqa: PLC0415 - its own servers; only for --cluster
+
+        args.processes = int(args.processes) if args.processes.isdigit() else 2
+        cluster_scaling.main(args)
+        return
     try:
         counts = [int(c) for c in args.processes.split(",")]
     except ValueError:

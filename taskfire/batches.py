@@ -67,7 +67,10 @@ class BatchPlan:
     def __init__(self, creator: Any, parent: BatchPlan | None = None) -> None:
         self.creator = creator
         self.parent = parent
-        self.id = new_job_id()
+        mark = getattr(creator, "batch_mark", None)  # a sharded store's (the sync client's)
+        self.id: str = new_job_id() + (mark(parent.id if parent else None) if mark else "")
+        same_shard = getattr(creator, "same_shard", None)
+        self.place = same_shard(self.id) if same_shard else None  # members live with their batch
         self.jobs: list[NewJob] = []
         self.children: list[BatchPlan] = []
         self.continuations: list[tuple[JobFunction[..., Any] | str, tuple[Any, ...], dict[str, Any], str]] = []
@@ -83,7 +86,7 @@ class BatchPlan:
              due: str = "") -> str:
         if self.committed:
             raise RuntimeError(f"batch {self.id} is already committed")
-        new, created = build(resolve(target), args, kwargs, due, {"batch": self.id})
+        new, created = build(resolve(target), args, kwargs, due, {"batch": self.id}, self.place)
         if "unique" in new.fields:
             raise ConfigError(f"{new.fn}: a batch member cannot be unique (a duplicate would never finish its batch)")
         self.jobs.append(new)

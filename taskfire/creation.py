@@ -28,6 +28,9 @@ _NO_OVERRIDES = JobOptions()
 
 #: What to call once a job is stored (its client filters' on_created), if anything.
 OnCreated = Callable[[], None] | None
+#: Where a new job goes: given its fields, what ends its id (its shard's mark; see
+#: storage/shards.py). None: the home shard, the only one on a single Redis.
+Place = Callable[[dict[str, bytes | str]], str] | None
 
 
 def new_job_id() -> str:
@@ -56,8 +59,10 @@ def resolve(target: JobFunction[..., Any] | str) -> JobFunction[..., Any]:
 
 
 def build(jf: JobFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], due: str = "",
-          fields: dict[str, bytes | str] | None = None) -> tuple[NewJob, OnCreated]:
-    """The job to store for a call of `jf`, and what to call once it is stored."""
+          fields: dict[str, bytes | str] | None = None, place: Place = None) -> tuple[NewJob, OnCreated]:
+    """The job to store for a call of `jf`, and what to call once it is stored. Its
+    controls are worked out before its id, which `place` ends with its shard's mark (a
+    mutex or uniqueness key decides the shard), and the id before its filters run."""
     if jf.name.startswith("__main__:"):
         raise ConfigError(
             f"cannot enqueue {jf.name}: it is defined in the script being run (__main__), "
@@ -70,13 +75,6 @@ def build(jf: JobFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, An
     opts = b"" if jf.overrides == _NO_OVERRIDES else _opts_encoder.encode(jf.overrides)
     filters = pipeline(jf.filters) if jf.filters or len(global_filters) else None
     creating = None
-    job_id = new_job_id()
-    if filters:
-        fields = dict(fields or {})
-        creating = CreatingContext(jf.name, args, kwargs, jf.queue, job_id)
-        run_creating(filters, creating)
-        for name, value in creating.params.items():
-            fields[param_field(name)] = encode_value(name, value)
     encoded = encode_args(jf.name, args, kwargs, signature)
     if jf.controls != _NO_CONTROLS or jf.unique_key is not None:
         identity = encoded
@@ -86,6 +84,13 @@ def build(jf: JobFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, An
             bound.apply_defaults()
             identity = encode_args(jf.name, bound.args, bound.kwargs)
         fields = {**(fields or {}), **jf.controls.fields(jf.name, signature, args, kwargs, jf.unique_key, identity)}
+    job_id = new_job_id() + (place(fields or {}) if place is not None else "")
+    if filters:
+        fields = dict(fields or {})
+        creating = CreatingContext(jf.name, args, kwargs, jf.queue, job_id)
+        run_creating(filters, creating)
+        for name, value in creating.params.items():
+            fields[param_field(name)] = encode_value(name, value)
     new = NewJob(id=job_id, fn=jf.name, args=encoded, queue=jf.queue, opts=opts, due=due,
                  fields=fields or {})
     if creating is None or filters is None:
@@ -94,16 +99,16 @@ def build(jf: JobFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, An
     return new, lambda: run_created(filters, done)
 
 
-def build_calls(jf: JobFunction[..., Any], calls: Iterable[tuple[Any, ...] | dict[str, Any]]
-                ) -> list[tuple[NewJob, OnCreated]]:
+def build_calls(jf: JobFunction[..., Any], calls: Iterable[tuple[Any, ...] | dict[str, Any]],
+                place: Place = None) -> list[tuple[NewJob, OnCreated]]:
     """The jobs for many calls of `jf` (a tuple of positional or a dict of keyword
     arguments each), every call checked before any is stored."""
     made = []
     for call in calls:
         if isinstance(call, dict):
-            made.append(build(jf, (), call))
+            made.append(build(jf, (), call, place=place))
         elif isinstance(call, tuple):
-            made.append(build(jf, call, {}))
+            made.append(build(jf, call, {}, place=place))
         else:
             raise TypeError(f"enqueue_many takes tuples of positional or dicts of keyword "
                             f"arguments, not {type(call).__name__}: {call!r}")
@@ -120,10 +125,10 @@ def stored_ids(made: list[tuple[NewJob, OnCreated]], pending: dict[str, str]) ->
 
 
 def build_continuation(target: JobFunction[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                       on: str) -> tuple[NewJob, OnCreated]:
+                       on: str, place: Place = None) -> tuple[NewJob, OnCreated]:
     if on not in ("succeeded", "finished"):
         raise ConfigError(f"on must be 'succeeded' or 'finished', not {on!r}")
-    return build(resolve(target), args, kwargs)
+    return build(resolve(target), args, kwargs, place=place)
 
 
 def continued(kind: str, parent: str, code: int, created: OnCreated) -> None:
@@ -141,11 +146,20 @@ class Creator:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
+    def same_shard(self, any_id: str) -> Place:
+        """Places jobs with a job or batch: its continuations, its members."""
+        mark = self.storage.mark_of(any_id)
+        return lambda fields: mark
+
+    def batch_mark(self, parent: str | None) -> str:
+        """What ends a new batch's id: its enclosing batch's shard, else one of its own."""
+        return self.storage.mark_of(parent) if parent else self.storage.placement({})
+
     def create(self, target: JobFunction[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any],
                due: str = "") -> str:
         """Stores one job (now, or at `due`); returns its id, or the id of the pending job
         that holds its uniqueness key."""
-        new, created = build(resolve(target), args, kwargs, due)
+        new, created = build(resolve(target), args, kwargs, due, place=self.storage.placement)
         return self.store(new, created)
 
     def store(self, new: NewJob, created: OnCreated) -> str:
@@ -163,7 +177,7 @@ class Creator:
         """One job per call (positional arguments as a tuple, keyword ones as a dict);
         every call is checked before any job is stored. If not all are stored (a Redis
         that filled up half-way), EnqueueError says which were."""
-        made = build_calls(resolve(target), calls)
+        made = build_calls(resolve(target), calls, self.storage.placement)
         try:
             pending = self.storage.create([new for new, _ in made])
         except EnqueueError as exc:  # some chunks stored: their on_created runs all the same
@@ -178,7 +192,7 @@ class Creator:
                      kwargs: dict[str, Any], on: str) -> str:
         """Stores a job Awaiting a parent job or batch (`kind`), released when it succeeds
         (`on="succeeded"`) or reaches any outcome (`on="finished"`); returns its id."""
-        new, created = build_continuation(target, args, kwargs, on)
+        new, created = build_continuation(target, args, kwargs, on, self.same_shard(parent))
         continued(kind, parent, self.storage.continue_job(kind, parent, on, new), created)
         return new.id
 

@@ -44,14 +44,18 @@ class QueueInfo(msgspec.Struct, frozen=True):
 
 
 def run_bulk(storage: Storage, action: str, *args: str) -> BulkResult:
-    """Runs an action slice by slice until a slice finds nothing left."""
+    """Runs an action slice by slice until a slice finds nothing left, in each shard in
+    turn (a job never leaves its shard, so each shard's part is done by its own slices;
+    the action is not atomic across shards, nor is it within one: see bulk.lua)."""
     changed = looked = calls = 0
-    position = 0
-    while True:
-        c, n, position = storage.bulk(action, SLICE, position, *args)
-        changed, looked, calls = changed + c, looked + n, calls + 1
-        if n == 0:
-            return BulkResult(changed, looked, calls)
+    for shard in range(len(storage.shards)):
+        position = 0
+        while True:
+            c, n, position = storage.bulk(action, SLICE, position, *args, shard=shard)
+            changed, looked, calls = changed + c, looked + n, calls + 1
+            if n == 0:
+                break
+    return BulkResult(changed, looked, calls)
 
 
 def bulk_by_state(storage: Storage, action: str, state: str, function: str | None,

@@ -40,7 +40,7 @@ from ..filters import pipeline
 from ..job import default_client, registry
 from ..state_changer import StateChanger, transition_for
 from ..states import PROCESSING, Enqueued, Failed, State
-from ..storage import REDIS_ERRORS, TRANSIENT_ERRORS, Fetch, FetchedJob, FetchRequest, Storage, describe_error
+from ..storage import REDIS_ERRORS, Fetch, FetchedJob, FetchRequest, Storage, describe_error
 from .config import BURST_DRAINED, BURST_DRAINED_WITH_FAILURES, BURST_HORIZON_S, WorkerConfig
 from .finisher import Finished, Finisher
 from .metrics import JobMetrics

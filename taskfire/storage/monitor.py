@@ -9,7 +9,7 @@ the kind recorded in the custom-states registry when a job first entered it).
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import msgspec
 import redis
@@ -80,9 +80,14 @@ class QueueFacts(NamedTuple):
 
 
 class Monitor:
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    """The read model of one shard (monitor_shards.py sums and merges the shards'). A
+    job's own keys are found by `keys_of` (its shard's, by its id), so the per-job reads
+    work for any job."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, keys_of: Callable[[str], Keys] | None = None) -> None:
         self.redis = client
         self.keys = keys
+        self.keys_of = keys_of or (lambda any_id: keys)
 
     # -- jobs by state -------------------------------------------------------------
 
@@ -174,10 +179,11 @@ class Monitor:
         read has no function and no state."""
         pipe = self.redis.pipeline(transaction=False)
         for i in ids:
-            pipe.hmget(self.keys.job(i), *_ROW_FIELDS)
-            pipe.lindex(self.keys.history(i), -1)
+            keys = self.keys_of(i)
+            pipe.hmget(keys.job(i), *_ROW_FIELDS)
+            pipe.lindex(keys.history(i), -1)
             for field in sizes:
-                pipe.hstrlen(self.keys.job(i), field)
+                pipe.hstrlen(keys.job(i), field)
         replies = pipe.execute()
         width = 2 + len(sizes)
         return [_row(i, replies[n * width], replies[n * width + 1], dict(zip(sizes, replies[n * width + 2:(n + 1) * width],
@@ -189,7 +195,7 @@ class Monitor:
         two fields a filter by function reads, for many jobs at once."""
         pipe = self.redis.pipeline(transaction=False)
         for i in ids:
-            pipe.hmget(self.keys.job(i), "fn", "state")
+            pipe.hmget(self.keys_of(i).job(i), "fn", "state")
         return [(fn.decode(errors="replace") if fn else None, state.decode() if state else None)
                 for fn, state in pipe.execute()]
 
@@ -197,12 +203,15 @@ class Monitor:
         """The value of each (job id, field) pair, in one trip."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id, field in wanted:
-            pipe.hget(self.keys.job(job_id), field)
+            pipe.hget(self.keys_of(job_id).job(job_id), field)
         return pipe.execute() if wanted else []  # type: ignore[no-any-return]
 
     def due_times(self, ids: Sequence[str]) -> list[float | None]:
         """When each scheduled job is due (ms), None for those not scheduled."""
-        return self.redis.zmscore(self.keys.schedule, list(ids)) if ids else []  # type: ignore[return-value]
+        pipe = self.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.zscore(self.keys_of(i).schedule, i)
+        return pipe.execute() if ids else []  # type: ignore[no-any-return]
 
     def running(self, limit: int) -> list[tuple[str, str, str, int | None]]:
         """Up to `limit` running jobs, nearest lease deadline first: (id, lease token, fn,
@@ -210,7 +219,7 @@ class Monitor:
         ids = self.job_ids_in_state("Processing", 0, limit)
         pipe = self.redis.pipeline(transaction=False)
         for i in ids:
-            pipe.hmget(self.keys.job(i), "lease", "fn", "started")
+            pipe.hmget(self.keys_of(i).job(i), "lease", "fn", "started")
         out = []
         for i, (lease, fn, started) in zip(ids, pipe.execute(), strict=True):
             if lease and fn:
@@ -298,7 +307,7 @@ class Monitor:
         heads = [rest[i * 2 + 1] for i in range(len(names))]
         for head in heads:
             if head:
-                pipe.hget(self.keys.job(head.decode()), "created")
+                pipe.hget(self.keys_of(head.decode()).job(head.decode()), "created")
         created = iter(pipe.execute() if any(heads) else [])
         out = []
         for i, n in enumerate(names):
@@ -326,7 +335,7 @@ class Monitor:
     # -- batches -------------------------------------------------------------------
 
     def read_batch(self, batch_id: str) -> dict[bytes, bytes]:
-        return self.redis.hgetall(self.keys.batch(batch_id))  # type: ignore[return-value]
+        return self.redis.hgetall(self.keys_of(batch_id).batch(batch_id))  # type: ignore[return-value]
 
     def read_batches(self, offset: int, limit: int) -> list[tuple[str, dict[bytes, bytes]]]:
         """A page of the batches index, newest first, with each batch's hash (empty for a
@@ -338,12 +347,13 @@ class Monitor:
         return list(zip((i.decode() for i in ids), pipe.execute(), strict=True))
 
     def batch_members(self, batch_id: str, start: int = 0, stop: int = -1) -> list[str]:
-        ids: list[bytes] = self.redis.lrange(self.keys.batch_jobs(batch_id), start, stop)  # type: ignore[assignment]
+        ids: list[bytes] = self.redis.lrange(self.keys_of(batch_id).batch_jobs(batch_id), start, stop)  # type: ignore[assignment]
         return [i.decode() for i in ids]
 
     def continuations(self, kind: str, parent_id: str, limit: int = 1000) -> list[str]:
         """Ids of the jobs awaiting a job or batch ("job" or "batch"), the first `limit`."""
-        ids: list[bytes] = self.redis.lrange(self.keys.continuations(kind, parent_id), 0, limit - 1)  # type: ignore[assignment]
+        ids: list[bytes] = self.redis.lrange(self.keys_of(parent_id).continuations(kind, parent_id), 0,  # type: ignore[assignment]
+                                             limit - 1)
         return [i.decode() for i in ids]
 
     # -- servers and metrics -------------------------------------------------------

@@ -39,6 +39,6 @@ def enqueue_on_commit(target: JobFunction[..., Any] | str, *args: Any, using: st
     from django.db import transaction
 
     tf: Taskfire = client()
-    new, created = build(resolve(target), args, kwargs)
+    new, created = build(resolve(target), args, kwargs, place=tf.storage.placement)
     transaction.on_commit(lambda: tf.creator.store(new, created), using=using)
     return new.id

@@ -1,0 +1,304 @@
+"""taskfire spread over a real Redis Cluster: three primaries, a replica each, Debian
+`redis-server` processes on free loopback ports (issue 19). A store there has a shard
+per primary (taskfire/storage/shards.py); these tests check that jobs spread over every
+primary and that the core scenarios of the integration suite hold across shards: several
+of those tests run here unchanged, against this cluster (the `server` and `prefix`
+fixtures below stand in for the session's single servers)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import redis
+
+from taskfire import Cron, Taskfire
+from taskfire.storage.shards import index_of
+from tests import jobs
+from tests.conftest import report, traces, wait_for
+from tests.integration.test_controls import (  # noqa: F401 - collected here, on the cluster
+    test_a_mutex_never_lets_two_runs_overlap_across_workers,
+    test_a_unique_key_returns_the_pending_job_instead_of_a_duplicate,
+)
+from tests.integration.test_queues import (  # noqa: F401
+    test_a_paused_queue_keeps_accepting_jobs_and_resuming_wakes_idle_workers,
+)
+from tests.integration.test_resilience import (  # noqa: F401
+    test_a_sigkilled_worker_process_is_replaced_and_its_job_recovered,
+)
+from tests.integration.test_workflows import (  # noqa: F401
+    test_continuations_added_while_parents_finish_are_never_lost,
+)
+from tests.system.test_ha import (REDIS_CLI, REDIS_SERVER, Enqueuer, RedisProcess, all_succeeded, existing,
+                                  read_runs, require)
+from taskfire.embedded import free_port
+
+_prefixes = iter(range(10**6))
+
+
+class ReplicatedCluster:
+    """Three primaries and a replica of each, joined by `redis-cli --cluster create`."""
+
+    def __init__(self, home: Path) -> None:
+        self.nodes = [RedisProcess(home, ["cluster-enabled yes", "cluster-config-file nodes.conf",
+                                          f"cluster-port {free_port()}", "cluster-node-timeout 1000",
+                                          "appendonly no", "maxmemory-policy noeviction"]) for _ in range(6)]
+        subprocess.run([REDIS_CLI or "redis-cli", "--cluster", "create",
+                        *(f"127.0.0.1:{n.port}" for n in self.nodes), "--cluster-replicas", "1",
+                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        wait_for(lambda: all(n.client.cluster("info")["cluster_state"] == "ok" for n in self.nodes)
+                 and len(self.primaries()) == 3 and all(self.replica_of(p) for p in self.primaries()), 60,
+                 "the cluster to be ok on every node, each primary with its replica")
+        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+        self.port = self.nodes[0].port
+
+    def alive(self) -> list[RedisProcess]:
+        return [n for n in self.nodes if n.process.poll() is None]
+
+    def role(self, node: RedisProcess) -> str:
+        try:
+            return str(node.client.role()[0].decode())
+        except redis.RedisError:
+            return "down"
+
+    def primaries(self) -> list[RedisProcess]:
+        return [n for n in self.alive() if self.role(n) == "master"]
+
+    def replica_of(self, primary: RedisProcess) -> RedisProcess | None:
+        for n in self.alive():
+            if n is not primary and self.role(n) == "slave" and n.client.info("replication").get(
+                    "master_port") == primary.port:
+                return n
+        return None
+
+    def owner(self, key: str) -> RedisProcess:
+        """The primary that serves a key's slot (as the live nodes see it)."""
+        asked = self.alive()[0].client
+        slot = asked.cluster("keyslot", key)
+        for start, end, primary, *_ in asked.cluster("slots"):
+            if start <= slot <= end:
+                return next(n for n in self.alive() if n.port == int(primary[1]))
+        raise AssertionError(f"slot {slot} is served by no node")
+
+    def kill(self) -> None:
+        for n in self.nodes:
+            n.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicatedCluster]:
+    require((REDIS_SERVER, "redis-server"), (REDIS_CLI, "redis-cli"))
+    c = ReplicatedCluster(tmp_path_factory.mktemp("cluster"))
+    yield c
+    c.kill()
+
+
+@pytest.fixture
+def server(cluster: ReplicatedCluster) -> ReplicatedCluster:
+    """The integration tests' `server`, here the cluster (they read only its url)."""
+    return cluster
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"{{c{next(_prefixes)}}}:"
+
+
+def cpu_seconds(node: RedisProcess) -> float:
+    info = node.client.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def test_a_store_has_a_shard_on_every_primary_and_jobs_spread_over_them(tf, cluster, start_worker):
+    # Given a client on a three-primary cluster
+    shards = tf.storage.shards
+    owners = {cluster.owner(s.keys.queues).port for s in shards}
+    # Then its store has a shard on each primary, the first under the prefix itself
+    assert len(shards) == 3 and len(owners) == 3 and shards[0].keys.prefix == tf.prefix
+    # And a second client finds the same shards (the home shard's registry)
+    other = Taskfire(cluster.url, prefix=tf.prefix)
+    assert [s.keys.prefix for s in other.storage.shards] == [s.keys.prefix for s in shards]
+    # When jobs are enqueued one at a time and in bulk, half of them in one hot queue
+    hot = jobs.add.options(queue="hot")
+    ids = [hot.enqueue(i, 1) for i in range(150)] + hot.enqueue_many([(i, 2) for i in range(150)])
+    for q in ("q1", "q2", "q3", "q4", "q5"):
+        ids += jobs.add.options(queue=q).enqueue_many([(i, 3) for i in range(60)])
+    # Then each shard holds a third of them, give or take one
+    per_shard = Counter(index_of(i, 3) for i in ids)
+    assert sorted(per_shard) == [0, 1, 2] and max(per_shard.values()) - min(per_shard.values()) <= 1, per_shard
+    # And one worker runs them all, from every shard
+    start_worker("--queues", "hot,q1,q2,q3,q4,q5", "--threads", "8")
+    wait_for(lambda: all_succeeded(tf, ids), 60, "every job to run")
+    assert tf.storage.monitor.counts()["states"]["Succeeded"] == len(ids)
+    report(f"cluster placement: 600 jobs, half in one hot queue, over 3 shards: {dict(sorted(per_shard.items()))}")
+
+
+def test_ties_land_in_one_shard(tf):
+    # A continuation goes to its parent's shard, a batch's members to the batch's, a
+    # mutex's or uniqueness key's jobs to the shard the key hashes to
+    parents = jobs.add.enqueue_many([(i, i) for i in range(6)])
+    assert {index_of(p, 3) for p in parents} == {0, 1, 2}
+    for p in parents:
+        assert index_of(tf.continue_with(p, jobs.add, 1, 1), 3) == index_of(p, 3)
+    with tf.batch() as b:
+        members = [b.enqueue(jobs.add, i, 1) for i in range(30)]
+        with b.batch() as inner:
+            nested = [inner.enqueue(jobs.add, i, 2) for i in range(5)]
+    assert {index_of(i, 3) for i in [*members, *nested, inner.id]} == {index_of(b.id, 3)}
+    mutexed = [jobs.sync_customer.enqueue(7, 0) for _ in range(10)]
+    assert len({index_of(i, 3) for i in mutexed}) == 1
+
+
+def test_a_2000_member_batch_finishes_and_its_continuation_runs_once(tf, start_worker):
+    start_worker("--processes", "2", "--threads", "8")
+    with tf.batch() as b:
+        for i in range(2000):
+            b.enqueue(jobs.count_run)
+        b.continue_with(jobs.count_run)
+    wait_for(lambda: tf.get_batch(b.id).state == "Finished", 120, "the batch to finish")
+    runs = tf.prefix + "test:runs"  # count_run counts each job id's runs
+    wait_for(lambda: tf.storage.redis.hlen(runs) == 2001, 30, "the continuation to run")
+    batch = tf.get_batch(b.id)
+    assert (batch.total, batch.succeeded) == (2000, 2000)
+    counted = {k.decode(): int(v) for k, v in tf.storage.redis.hgetall(runs).items()}
+    assert set(counted.values()) == {1}  # every member and the continuation ran once
+    ids = list(counted)
+    [after] = [i for i, batch_field in zip(ids, tf.storage.monitor.field_values([(i, "batch") for i in ids]),
+                                           strict=True) if batch_field is None]
+    assert index_of(after, 3) == index_of(b.id, 3)  # the continuation lives with its batch
+
+
+def test_unique_keys_hold_under_concurrent_enqueues(tf, start_worker):
+    # Four threads enqueue the same 50 invoices at once: one job per invoice
+    got: list[list[str]] = []
+
+    def enqueue() -> None:
+        got.append([jobs.send_invoice.enqueue(n) for n in range(50)])
+
+    threads = [threading.Thread(target=enqueue) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 4 and got[0] == got[1] == got[2] == got[3]
+    assert len({index_of(i, 3) for i in got[0]}) == 3  # the keys spread over the shards
+    start_worker("--threads", "8")
+    wait_for(lambda: len(traces(tf, "invoices")) >= 50 and all_succeeded(tf, got[0]), 30, "the invoices")
+    assert sorted(map(int, traces(tf, "invoices"))) == list(range(50))
+
+
+def test_every_second_with_four_schedulers_fires_each_tick_exactly_once(tf, start_worker):
+    start_worker("--processes", "2")
+    start_worker("--processes", "2")
+    start = tf.storage.server_time_ms()
+    tf.recurring.add_or_update("tick", jobs.record_fired, Cron.every_second(), args=("tick",))
+    wait_for(lambda: tf.storage.server_time_ms() >= start + 10_000, 20, "10 s of ticks", interval=0.5)
+    assert tf.recurring.disable("tick")
+    end = tf.storage.server_time_ms()
+    ids = wait_for(lambda: (f := [e.split(":", 1)[1] for e in traces(tf, "fired")]) and all_succeeded(tf, f) and f,
+                   20, "every fired job to run")
+    ticks = [tf.get_job(i).recurring_tick for i in ids]  # type: ignore[union-attr]
+    assert len(set(ids)) == len(ids) and len(set(ticks)) == len(ticks), "a tick fired twice"
+    expected = end // 1000 - start // 1000
+    assert expected - 1 <= len(ticks) <= expected + 1, (len(ticks), expected)
+
+
+def test_requeue_all_failed_and_counts_cover_every_shard(tf, start_worker):
+    failing = jobs.always_fails.enqueue_many([() for _ in range(30)])
+    assert len({index_of(i, 3) for i in failing}) == 3
+    start_worker("--threads", "8")
+    wait_for(lambda: tf.storage.monitor.counts()["states"]["Failed"] == 30, 60, "every job to fail for good")
+    assert sorted(tf.job_ids_in_state("Failed", 0, 100)) == sorted(failing)
+    def failures(i: str) -> int:
+        return sum(e.state == "Failed" for e in tf.get_job(i).history)  # type: ignore[union-attr]
+
+    before = {i: failures(i) for i in failing}
+    # When an operator requeues every Failed job, in every shard
+    assert tf.requeue_all("Failed").changed == 30
+    # Then each runs once more (and fails again: its retries were spent)
+    wait_for(lambda: all(failures(i) == before[i] + 1 for i in failing), 60, "every requeued job to fail again")
+    assert tf.storage.monitor.counts()["states"]["Failed"] == 30
+
+
+def test_a_primary_added_while_a_worker_runs_gets_a_shard_the_worker_serves(tf, cluster, start_worker, tmp_path):
+    # Given a worker on the three-primary cluster
+    start_worker("--threads", "4")
+    assert len(tf.storage.shards) == 3
+    # When a fourth primary joins and takes slots from the others
+    node = RedisProcess(tmp_path, ["cluster-enabled yes", "cluster-config-file nodes.conf",
+                                   f"cluster-port {free_port()}", "cluster-node-timeout 1000", "appendonly no"])
+    cluster.nodes.append(node)  # (stopped with the cluster)
+    seed = f"127.0.0.1:{cluster.primaries()[0].port}"
+    subprocess.run([REDIS_CLI or "redis-cli", "--cluster", "add-node", f"127.0.0.1:{node.port}", seed],
+                   check=True, capture_output=True, timeout=60)
+    wait_for(lambda: node.client.cluster("info")["cluster_state"] == "ok", 30, "the new node to join")
+    subprocess.run([REDIS_CLI or "redis-cli", "--cluster", "rebalance", seed, "--cluster-use-empty-masters"],
+                   check=True, capture_output=True, timeout=120)
+    # Then the next client registers a shard on it, and places jobs there
+    grown = Taskfire(cluster.url, prefix=tf.prefix)
+    assert len(grown.storage.shards) == 4 and cluster.owner(grown.storage.shards[3].keys.queues) is node
+    ids = grown.enqueue_many(jobs.add, [(i, 1) for i in range(40)])
+    assert Counter(index_of(i, 4) for i in ids)[3] == 10
+    # And the worker started before the growth runs them all, the new shard's too
+    wait_for(lambda: all_succeeded(tf, ids), 60, "every job to run, the new shard's included")
+    assert len(tf.storage.shards) == 4  # the old client found the new shard by a job's id
+    grown.close()
+
+
+@pytest.mark.parametrize("wait_replicas", [1])
+def test_a_primary_killed_under_load_loses_no_acknowledged_job(tf, cluster, start_worker_on, prefix, tmp_path,
+                                                                wait_replicas):
+    # Given workers on the cluster and a client that waits for a replica, enqueueing
+    # 30 ms jobs faster than they run
+    runs_file = tmp_path / "runs.txt"
+    runs_file.touch()
+    worker = start_worker_on(cluster.url, "--processes", "2", "--threads", "2", modules=("tests.ha_jobs",),
+                             env={"TASKFIRE_TEST_RUNS_FILE": str(runs_file)})
+    client = Taskfire(cluster.url, prefix=prefix, wait_replicas=wait_replicas, wait_timeout_ms=500)
+    enqueuer = Enqueuer(client, pause=0.03)
+    enqueuer.start()
+    wait_for(lambda: len(enqueuer.acked) >= 30 and all_succeeded(tf, [i for _, i in enqueuer.acked[:30]]), 30,
+             "the first jobs to run")
+    # When the primary of shard 1 is SIGKILLed
+    n = len(tf.storage.shards)
+    shard = tf.storage.shards[1]
+    victim = cluster.owner(shard.keys.queues)
+    replica = cluster.replica_of(victim)
+    assert replica is not None
+    killed_at, killed_mono = time.time(), time.monotonic()
+    os.kill(victim.process.pid, signal.SIGKILL)
+    victim.process.wait()
+    # Then its replica is promoted, and jobs of that shard are enqueued and run again
+    wait_for(lambda: cluster.role(replica) == "master", 30, "the replica to be promoted")
+    promoted = time.monotonic() - killed_mono
+    # (stored, but not confirmed: the promoted replica has no replica of its own)
+    wait_for(lambda: any(t > killed_at and index_of(i, n) == 1 for t, i in enqueuer.acked + enqueuer.unconfirmed), 30,
+             "a job of the failed shard stored after the kill")
+    wait_for(lambda: any(t > killed_at + 0.5 and index_of(i, n) == 1 for t, i in read_runs(runs_file)), 30,
+             "a job of the failed shard to start after the kill")
+    enqueuer.stopping.set()
+    enqueuer.join(10)
+    assert not enqueuer.unexpected, enqueuer.unexpected
+    acked = [i for _, i in enqueuer.acked]
+    # And every job a replica acknowledged survived; every job stored after it ran too
+    absent = [i for i in acked if i not in existing(tf, acked)]
+    assert absent == [], f"{len(absent)} acknowledged jobs lost: {absent[:5]}"
+    wait_for(lambda: all_succeeded(tf, acked), 60, "every acknowledged job to succeed")
+    unconfirmed = Counter(index_of(i, n) for _, i in enqueuer.unconfirmed)
+    assert worker.proc.poll() is None
+    enqueued_again = min(t for t, i in enqueuer.acked + enqueuer.unconfirmed
+                         if t > killed_at and index_of(i, n) == 1) - killed_at
+    started_again = min(t for t, i in read_runs(runs_file) if t > killed_at + 0.5 and index_of(i, n) == 1) - killed_at
+    other_shards = [t for t, i in read_runs(runs_file) if killed_at < t < killed_at + promoted and index_of(i, n) != 1]
+    report(f"cluster failover, wait_replicas={wait_replicas}: primary of shard 1 SIGKILLed; replica promoted at "
+           f"{promoted:.2f} s, first enqueue to that shard acknowledged at {enqueued_again:.2f} s, its first job "
+           f"started at {started_again:.2f} s; {len(other_shards)} jobs of the other shards started during the "
+           f"outage; {len(acked)} jobs acknowledged, 0 lost; {enqueuer.failures} enqueues failed during it; "
+           f"stored but not confirmed by a replica in 500 ms, per shard: {dict(sorted(unconfirmed.items()))}")
