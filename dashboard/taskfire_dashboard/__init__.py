@@ -25,13 +25,13 @@ import os
 import secrets
 from typing import Any, Callable
 
-from flask import Flask, Response, abort, jsonify, render_template, render_template_string, request
+from flask import Flask, Response, abort, render_template_string, request
 from werkzeug.exceptions import HTTPException
 
 from taskfire import Taskfire
 
 from . import actions, api, pages  # noqa: F401  (each attaches its views to the blueprint)
-from .blueprint import bp, client, guard, register
+from .blueprint import bp, client, error_response, guard, register
 from .security import LoginThrottle, authorization, secure, throttled
 
 __all__ = ["create_app", "add_page", "client", "render_page", "register", "bp", "LoginThrottle"]
@@ -80,13 +80,10 @@ def create_app(redis: str | Taskfire | None = None, *, prefix: str | None = None
 
 def _http_error(error: HTTPException) -> tuple[str | Response, int]:
     """An error as a page, or as JSON under /api/."""
-    code = error.code or 500
     message = error.description
-    if code == 405:
+    if error.code == 405:
         message = "this address takes a POST from the dashboard's buttons"
-    if request.path.startswith("/api/") or "/api/" in request.path:
-        return jsonify({"error": message}), code
-    return render_template("taskfire/error.html", code=code, message=message), code
+    return error_response(error.code or 500, message or "")
 
 
 def add_page(app: Flask, rule: str, title: str, view: Callable[..., Any], *,

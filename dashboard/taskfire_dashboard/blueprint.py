@@ -11,12 +11,14 @@ the local-only default and Basic or bearer authentication).
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 from typing import Any
 
-from flask import Blueprint, Flask, abort, current_app, g, request, session, url_for
+from flask import Blueprint, Flask, Response, abort, current_app, g, jsonify, render_template, request, session, url_for
 
 from taskfire import Taskfire
+from taskfire.storage import REDIS_ERRORS, describe_error
 
 from . import data
 from .formatting import FILTERS
@@ -39,6 +41,7 @@ class Settings:
         self.refresh_ms = refresh_ms
         self.title = title
         self.menu: list[tuple[str, str]] = []  # (label, endpoint) of the application's own pages
+        self.trouble = ""  # what Redis's last error meant, logged once until Redis answers again
 
 
 def register(app: Flask, tf: Taskfire, *, url_prefix: str = "", read_only: bool = False,
@@ -75,6 +78,43 @@ def guard() -> None:
 
 bp.before_request(guard)
 bp.after_request(secure)
+
+log = logging.getLogger("taskfire.dashboard")
+
+
+def error_response(code: int, message: str) -> tuple[str | Response, int]:
+    """An error as the dashboard's page, or as JSON under /api/."""
+    if request.path.startswith("/api/") or "/api/" in request.path:
+        return jsonify({"error": message}), code
+    return render_template("taskfire/error.html", code=code, message=message), code
+
+
+def redis_trouble(exc: Exception) -> Response:
+    """Redis refused or did not answer (a password rotated, an ACL, a certificate, an
+    outage): a 503 that says what it means and how to fix it, and one log line per change
+    of trouble rather than a traceback per request."""
+    trouble = describe_error(exc)
+    s = settings()
+    if trouble.message != s.trouble:
+        s.trouble = trouble.message
+        log.error("Redis: %s", trouble.message)
+    body, code = error_response(503, f"Redis is unavailable: {trouble.message}")
+    response = current_app.make_response((body, code))
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+@bp.after_request
+def note_redis_back(response: Response) -> Response:
+    s = settings()
+    if s.trouble and response.status_code < 500:
+        s.trouble = ""
+        log.warning("Redis is back")
+    return response
+
+
+for _error in REDIS_ERRORS:
+    bp.register_error_handler(_error, redis_trouble)
 
 
 def counts() -> dict[str, Any]:

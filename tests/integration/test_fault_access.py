@@ -8,6 +8,7 @@ TLS runs on Debian's redis-server only: the embedded Valkey is built without TLS
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -213,3 +214,34 @@ def test_a_certificate_replaced_under_a_running_worker_is_one_line_then_work_res
            f"one back, its 20 waiting jobs done {recovered:.2f} s later; lost {runs.count(0)}, duplicated "
            f"{sum(1 for n in runs if n > 1)}")
     assert "Redis is back" in w.output() and "Traceback" not in w.output()
+
+
+def test_a_password_rotated_under_a_running_dashboard_is_a_clear_503_then_it_serves_again(own_server, prefix,
+                                                                                          caplog):
+    from taskfire_dashboard import create_app
+
+    r = admin(own_server)
+    r.config_set("requirepass", OLD)
+    web = create_app(url_with(own_server, f":{OLD}"), prefix=prefix).test_client()
+    assert web.get("/").status_code == 200
+    # When the password is rotated under it (and its connections dropped)
+    r.config_set("requirepass", NEW)
+    r.client_kill_filter(_type="normal", skipme=True)
+    with caplog.at_level(logging.INFO, logger="taskfire.dashboard"):
+        pages = [web.get(path) for path in ("/", "/jobs/state/Failed", "/queues", "/")]
+        api = web.get("/api/stats")
+        # Then every page says what is wrong and how to fix it (a 503 to try again later),
+        # never a bare 500, and the log has one line for it, not a traceback per request
+        for page in pages:
+            assert page.status_code == 503, page.data[:300]
+            assert b"Redis is unavailable: Redis refused the credentials" in page.data
+            assert b"check the user and password" in page.data and page.headers["Retry-After"] == "5"
+        assert api.status_code == 503 and "Redis refused the credentials" in api.get_json()["error"]
+        assert not any(OLD.encode() in p.data or NEW.encode() in p.data for p in [*pages, api])
+        said = [rec.getMessage() for rec in caplog.records if rec.name == "taskfire.dashboard"]
+        assert len(said) == 1 and "Redis refused the credentials" in said[0], said
+        assert not any(rec.exc_info for rec in caplog.records), "a traceback was logged"
+        # and when the password is back, so are the pages
+        r.config_set("requirepass", OLD)
+        assert web.get("/").status_code == 200
+        assert [rec.getMessage() for rec in caplog.records if rec.name == "taskfire.dashboard"][1:] == ["Redis is back"]
