@@ -297,8 +297,14 @@ def test_a_primary_killed_under_load_loses_no_acknowledged_job(tf, cluster, star
                          if t > killed_at and index_of(i, n) == 1) - killed_at
     started_again = min(t for t, i in read_runs(runs_file) if t > killed_at + 0.5 and index_of(i, n) == 1) - killed_at
     other_shards = [t for t, i in read_runs(runs_file) if killed_at < t < killed_at + promoted and index_of(i, n) != 1]
+    late = [t for t in other_shards if t > killed_at + promoted / 2]
     report(f"cluster failover, wait_replicas={wait_replicas}: primary of shard 1 SIGKILLed; replica promoted at "
            f"{promoted:.2f} s, first enqueue to that shard acknowledged at {enqueued_again:.2f} s, its first job "
            f"started at {started_again:.2f} s; {len(other_shards)} jobs of the other shards started during the "
-           f"outage; {len(acked)} jobs acknowledged, 0 lost; {enqueuer.failures} enqueues failed during it; "
+           f"outage ({len(late)} in its second half); {len(acked)} jobs acknowledged, 0 lost; "
+           f"{enqueuer.failures} enqueues failed during it; "
            f"stored but not confirmed by a replica in 500 ms, per shard: {dict(sorted(unconfirmed.items()))}")
+    # (Not asserted yet: that the other shards' jobs start in the outage's second half.
+    # It fails on the code before per-shard outcomes, but still fails now and then after
+    # them, with 1 to 4 such starts where the enqueuer offered about 12: see issue 19b's
+    # report. An assertion that other shards' jobs started at all would pass either way.)
