@@ -42,7 +42,7 @@ from ..state_changer import StateChanger, transition_for
 from ..states import PROCESSING, Enqueued, Failed, State
 from ..storage import REDIS_ERRORS, Fetch, FetchedJob, FetchRequest, Storage, describe_error
 from .config import BURST_DRAINED, BURST_DRAINED_WITH_FAILURES, BURST_HORIZON_S, WorkerConfig
-from .finisher import Finished, Finisher
+from .finisher import Deferrals, Finished, Finisher
 from .metrics import JobMetrics
 from .performer import Outcome, Performer, failure
 from .scheduler import RecurringScheduler
@@ -94,8 +94,11 @@ class WorkerProcess:
         self.async_slots = threading.BoundedSemaphore(config.async_limit)
         self.metrics = JobMetrics()
         self.performer = Performer(worker_id, config.modules, self.metrics, lambda: self.client, self.storage)
-        self.finisher = Finisher(self._store_outcomes)
-        self.outcomes = Backoff(f"worker {worker_id} storing outcomes", describe_error)  # one sender at a time
+        # a lane per shard: a shard failing over holds back only its own outcomes (finisher.py)
+        self.finisher = Finisher(self._store_outcomes, lambda f: self.storage.shard_of(f.job.id).index)
+        self.outcomes: dict[int, Backoff] = {}  # a shard's, for its one sender at a time
+        self.deferrals = Deferrals(lambda group: self._store_now(group, self.request(0, pass_wake=False)),
+                                   self._wait_for_shard, lambda group: self._let_go(*(o.job for o in group)))
         self.wake_keys = self.storage.wake_keys(worker_id, config.queue_names)
         self.drained = False  # --burst: stopped for want of jobs
         self.failed_here: set[str] = set()  # --burst: jobs whose last run in this process failed
@@ -338,9 +341,16 @@ class WorkerProcess:
         wants_next = fetch_next and not (self.stopping.is_set() or self.quiet.is_set())
         done = Finished(job, transition_for(job.id, run.state, (PROCESSING,), token=job.token,
                                             fields=run.fields, elected=run.elected), wants_next)
+        done.after = lambda: self._stored(job, run, done)  # if it is stored after this thread moved on
         self.finisher.store(done)
-        if done.code is None:
-            return None  # not stored: its lease lapses and it runs again (logged if Redis refused it)
+        if done.code is None or done.deferred:
+            return None  # not stored (its lease lapses and it runs again), or kept to be sent again
+        self._stored(job, run, done)
+        return done.next_job
+
+    def _stored(self, job: FetchedJob, run: Outcome, done: Finished) -> None:
+        """What follows an outcome stored: its log line, its filters' `applied`, metrics."""
+        assert done.code is not None
         self._log_outcome(job, run.state, run.elected, done.code, done.old)
         if done.code == 1:
             fn = registry.get(job.fn)
@@ -352,26 +362,45 @@ class WorkerProcess:
             if self.config.burst:
                 failed = any(isinstance(s, Failed) for s in (run.state, *run.elected))
                 (self.failed_here.add if failed else self.failed_here.discard)(job.id)
-        return done.next_job
 
     def _store_outcomes(self, group: list[Finished]) -> None:
-        """Stores finished jobs' outcomes and fetches the next jobs their threads want, in
-        one script call, retrying while Redis is away (until the process exits). A call
-        Redis refuses is repeated one outcome at a time, so one bad change harms no other."""
-        request = self.request(sum(o.wants_next for o in group), pass_wake=False)
-        while True:
-            try:
-                results, fetched = self.storage.finish([o.change for o in group], request)
-                break
-            except Exception as exc:
-                if not describe_error(exc).transient:  # this call's own data: trying again cannot help
-                    self._refused(group, exc)
-                    return
-                if self.exiting.is_set():
-                    self._let_go(*(o.job for o in group))
-                    return
-                self.outcomes.wait(exc, self.exiting)  # Redis away, full, read-only...: until it is back
-        self.outcomes.ok()
+        """Stores finished jobs' outcomes (all of one shard: finisher.py) and fetches the
+        next jobs their threads want, in one script call. If the shard's primary is away,
+        the group is kept and sent again by a thread of its own until it is stored
+        (Deferrals), and the threads go on: a shard failing over holds back no other."""
+        lane = self.storage.shard_of(group[0].job.id).index
+        if self.deferrals.take(lane, group):
+            return  # the shard's earlier outcomes are still waiting for it: these wait with them
+        try:
+            self._store_now(group, self.request(sum(o.wants_next for o in group), pass_wake=False))
+        except Exception as exc:  # Redis away, full, read-only...: kept until it is back
+            if self.exiting.is_set():
+                self._let_go(*(o.job for o in group))
+                return
+            self.deferrals.keep(lane, group, exc)
+
+    def _wait_for_shard(self, lane: Any, exc: BaseException) -> bool:
+        """Waits before a shard's kept outcomes are sent again (50 ms, doubling up to
+        2 s); whether to send them (not if the process is exiting)."""
+        backoff = self.outcomes.setdefault(lane, Backoff(f"worker {self.id} storing outcomes of shard {lane}",
+                                                         describe_error))
+        backoff.wait(exc, self.exiting)
+        return not self.exiting.is_set()
+
+    def _store_now(self, group: list[Finished], request: FetchRequest) -> None:
+        """One call storing a group's outcomes (and fetching next jobs); raises if Redis
+        could not be reached. A call Redis refuses for what it carried is repeated one
+        outcome at a time, so one bad change harms no other."""
+        try:
+            results, fetched = self.storage.finish([o.change for o in group], request)
+        except Exception as exc:
+            if describe_error(exc).transient:
+                raise
+            self._refused(group, exc)  # this call's own data: trying again cannot help
+            return
+        lane = self.storage.shard_of(group[0].job.id).index
+        if lane in self.outcomes:
+            self.outcomes[lane].ok()
         jobs = iter(fetched.jobs)
         with self.lock:
             for o, (code, old) in zip(group, results, strict=True):

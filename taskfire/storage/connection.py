@@ -21,9 +21,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
+from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from ..errors import ConfigError
@@ -35,6 +36,8 @@ _PLAIN_SCHEMES = ("redis", "rediss", "unix")
 _SENTINEL_OPTIONS = ("sentinel_password", "sentinel_username")
 #: Seconds a sentinel gets to answer: a dead one must not hold up finding the primary.
 SENTINEL_TIMEOUT = 1.0
+#: Attempts a cluster call makes after its first, 10 ms doubling up to 100 ms apart.
+CLUSTER_RETRIES = 5
 
 
 class Address(NamedTuple):
@@ -170,8 +173,14 @@ def connect(url: str, *, socket_timeout: float) -> redis.Redis | RedisCluster:
             **options)
         return sentinel.master_for(target.service)
     try:
+        # Few, short retries inside a call (redis-py's default: 10, up to 1 s apart, so a
+        # call to a primary that died spent the whole failover in them): taskfire's own
+        # loops retry with backoff, and a worker passes over a shard whose call failed
+        # (routing.py) only once the call has failed.
         cluster = RedisCluster(startup_nodes=[ClusterNode(a.host, a.port) for a in target.nodes],
-                               username=target.username, password=target.password, **options)
+                               username=target.username, password=target.password,
+                               retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), CLUSTER_RETRIES),
+                               **options)
     except RedisClusterException as exc:  # not a ConnectionError: make it one, so callers wait and retry
         raise redis.ConnectionError(f"Redis Cluster at {redacted(url)}: {exc}") from exc
     cluster.commands_parser = _FunctionCallKeys(cluster.commands_parser)  # type: ignore[assignment]

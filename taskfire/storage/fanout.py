@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Sequence
+from typing import Collection, Sequence
 
 import redis
 
@@ -42,10 +42,13 @@ class ShardWaiter:
         self.pending: set[Future[bool]] = set()  # blocks told to end, not yet collected
         self.to_end: list[tuple[Shard, str]] = []  # blocks to end, and the key that does it
 
-    def wait(self, keys: Sequence[str], timeout: float) -> int | None:
-        """`keys` are the home shard's; each shard blocks on its own twins of them.
-        The index of a shard whose token came, or None if the timeout passed."""
-        shards = self.shards
+    def wait(self, keys: Sequence[str], timeout: float, skip: Collection[int] = ()) -> int | None:
+        """`keys` are the home shard's; each shard blocks on its own twins of them, but
+        those in `skip` (whose calls failed lately: a block there would only fail, and
+        fail the wait; their jobs are fetched once the timeout passes). The index of a
+        shard whose token came, or None if the timeout passed. A block's error is raised
+        with the failed shard's index as its `shard_index`."""
+        shards = [s for s in self.shards if s.index not in skip] or self.shards
         with self.lock:
             if self.pool is None or self.pool._max_workers < len(shards):  # first use, or shards added
                 if self.pool is not None:
@@ -56,7 +59,7 @@ class ShardWaiter:
         wait(self.pending)  # the last wait's other blocks: ended by their tokens
         self.pending = set()
         home = shards[0].keys.prefix
-        twins = [[s.keys.prefix + k[len(home):] for k in keys] for s in shards]
+        twins = {s.index: [s.keys.prefix + k[len(home):] for k in keys] for s in shards}
         blocks = {pool.submit(self._block, s, twins[s.index], timeout): s for s in shards}
         done, pending = wait(blocks, return_when="FIRST_COMPLETED")
         # keys[0] is the worker's own wake-up list: a token there ends a shard's block
@@ -65,6 +68,7 @@ class ShardWaiter:
         for f in done:
             error = f.exception()
             if error is not None:
+                error.shard_index = blocks[f].index  # type: ignore[attr-defined]
                 raise error
         return next((blocks[f].index for f in done if f.result()), None)
 

@@ -10,7 +10,13 @@ Redis, where threads spread over the shards would cost a call per shard per grou
 (measured: 0.57 script calls per job, against 0.43 on one Redis). It moves on to the
 next shard every VISIT_S, and at once to a shard that has jobs when its own has none:
 no shard waits behind the others' backlog (a queue of higher priority there, say)
-longer than VISIT_S times the number of shards."""
+longer than VISIT_S times the number of shards.
+
+A shard whose call failed (its primary failing over) is passed over by the fetches for
+a while (AWAY_S, doubling up to AWAY_MAX_S while it keeps failing): a call to it can
+spend seconds in the cluster client's retries, and a fetch that tried it first would
+hold the healthy shards' jobs back that long. Its outcomes are still sent to it, each
+shard's retried on its own (server/finisher.py), and its first answer ends the pause."""
 
 from __future__ import annotations
 
@@ -35,6 +41,9 @@ REFRESH_S = 10.0
 MAX_SHARDS = 1 << 16
 #: How long a worker process works in one shard before it moves on to the next.
 VISIT_S = 0.25
+#: How long fetches pass over a shard after a call to it failed, at first and at most.
+AWAY_S = 0.25
+AWAY_MAX_S = 2.0
 
 
 class ShardRouting:
@@ -50,6 +59,7 @@ class ShardRouting:
     _refresh_due: float
     _current: int
     _visit_due: float
+    _away: dict[int, tuple[float, float]]  # a shard's: until when it is passed over, and for how long
     retention_s: int
     index_cap: int
 
@@ -121,19 +131,39 @@ class ShardRouting:
     # -- a worker's fetch ------------------------------------------------------------
 
     def _turn(self) -> int:
-        """The shard this process works in now (it moves on every VISIT_S)."""
+        """The shard this process works in now (it moves on every VISIT_S, and at once
+        from a shard that is passed over)."""
         now = time.monotonic()
-        if now >= self._visit_due:
+        if now >= self._visit_due or self._passed_over(self._current):
             self._visit_due = now + VISIT_S
-            self._current = (self._current + 1) % len(self.shards)
+            n = len(self.shards)
+            self._current = next((k % n for k in range(self._current + 1, self._current + 1 + n)
+                                  if not self._passed_over(k % n)), (self._current + 1) % n)
         return self._current
 
-    def fetch_round(self, request: wire.FetchRequest, start: int | None = None) -> wire.Fetch:
+    def _passed_over(self, index: int) -> bool:
+        """Whether fetches skip this shard now (a call to it failed lately)."""
+        away = self._away.get(index)
+        return away is not None and time.monotonic() < away[0]
+
+    def _failed(self, index: int) -> None:
+        """A call to this shard failed: fetches pass it over for a while, longer each time."""
+        pause = min(self._away.get(index, (0.0, AWAY_S / 2))[1] * 2, AWAY_MAX_S)
+        self._away[index] = (time.monotonic() + pause, pause)
+
+    def _answered(self, index: int) -> None:
+        """A call to this shard got through: fetches take from it again."""
+        self._away.pop(index, None)
+
+    def fetch_round(self, request: wire.FetchRequest, start: int | None = None, probe: bool = True) -> wire.Fetch:
         """Takes jobs from shard `start` (default: the one this process works in), then
         the others in turn, until it has enough; a shard that gave jobs becomes the one
         it works in. A shard that cannot be reached (its primary failing over) is passed
         over: the error is raised only if no shard gave a job, so jobs taken are never
-        dropped. Every call does a bit of its shard's timekeeping (due jobs, lapsed leases)."""
+        dropped. A shard whose calls failed lately is asked last, only once its pause is
+        over, and not at all unless `probe` (the fetch loop probes; a thread's next job
+        after its outcome must not wait on a shard likely still away). Every call does a
+        bit of its shard's timekeeping (due jobs, lapsed leases)."""
         if self.cluster is not None and time.monotonic() >= self._refresh_due:
             self.refresh_shards()  # a worker serves the shards of primaries added since it started
         n = len(self.shards)
@@ -141,14 +171,22 @@ class ShardRouting:
         got: list[wire.Fetch] = []
         trouble: Exception | None = None
         wanted = request.max_jobs
-        for k in range(n):
-            index = (first + k) % n
+        order = [(first + k) % n for k in range(n)]
+        # the shards that failed lately last, tried only if the others had too few jobs
+        order = [i for i in order if not self._passed_over(i)] + [i for i in order if self._passed_over(i)]
+        if not probe:
+            order = [i for i in order if i not in self._away]
+        for index in order:
+            if self._passed_over(index) and (got or trouble is not None):
+                break  # the healthy shards answered: no waiting on one that is likely still away
             ask = msgspec.structs.replace(request, max_jobs=wanted)
             try:
                 got.append(wire.decode_fetch(self.shards[index].scripts.call("fetch", wire.encode_fetch(ask))))
             except TRANSIENT_ERRORS as exc:
+                self._failed(index)
                 trouble = trouble or exc
                 continue
+            self._answered(index)
             if got[-1].jobs:
                 self._current = index
             wanted -= len(got[-1].jobs)
@@ -156,6 +194,8 @@ class ShardRouting:
                 break
         if trouble is not None and not any(f.jobs for f in got):
             raise trouble
+        if not got:  # every shard passed over (not `probe`): no jobs, and no word on when
+            return wire.Fetch(0, None, [])
         return merged(got)
 
     def finish_round(self, changes: Sequence[wire.Transition], then_fetch: wire.FetchRequest
@@ -173,8 +213,13 @@ class ShardRouting:
             here = shard.index == current and wanted > 0
             asked_current = asked_current or here
             ask = msgspec.structs.replace(then_fetch, max_jobs=wanted if here else 0)
-            reply = shard.scripts.call("finish", wire.encode_finish([changes[i] for i in positions], ask,
-                                                                    self.retention_s, self.index_cap))
+            try:
+                reply = shard.scripts.call("finish", wire.encode_finish([changes[i] for i in positions], ask,
+                                                                        self.retention_s, self.index_cap))
+            except TRANSIENT_ERRORS:
+                self._failed(shard.index)  # the caller tries again; fetches pass it over meanwhile
+                raise
+            self._answered(shard.index)
             applied, fetch = wire.decode_finish(reply, len(positions))
             fetched.append(fetch)
             wanted -= len(fetch.jobs)
@@ -183,7 +228,7 @@ class ShardRouting:
         if wanted > 0:
             try:
                 fetched.append(self.fetch_round(msgspec.structs.replace(then_fetch, max_jobs=wanted),
-                                                current + 1 if asked_current else current))
+                                                current + 1 if asked_current else current, probe=False))
             except TRANSIENT_ERRORS:
                 pass  # the threads go idle; the fetch loop tries again
         return results, merged(fetched)

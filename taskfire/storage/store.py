@@ -182,6 +182,7 @@ class Storage(ShardRouting):
         self.recurring = RecurringStore(self.redis, self.keys, self.scripts, self.write_if)
         self._current = 0  # the shard this process works in (routing.py)
         self._visit_due = 0.0  # when it moves on to the next
+        self._away: dict[int, tuple[float, float]] = {}  # shards whose calls failed lately (routing.py)
         self._refresh_due = time.monotonic() + REFRESH_S  # when fetch next looks for new shards
         self.waiter = ShardWaiter(self.shards, self.redis)
 
@@ -358,7 +359,12 @@ class Storage(ShardRouting):
             reply = self.scripts.run([Call("fetch", wire.encode_fetch(request))],
                                      before=("BLPOP", *keys, block_seconds(timeout)))[0]
             return wire.decode_fetch(reply)
-        woken = self.waiter.wait(keys, timeout)
+        try:
+            woken = self.waiter.wait(keys, timeout, skip=set(self._away))
+        except TRANSIENT_ERRORS as exc:
+            if isinstance(getattr(exc, "shard_index", None), int):
+                self._failed(exc.shard_index)  # type: ignore[attr-defined]  # passed over next time
+            raise
         try:
             return self.fetch_round(request, woken)  # from the shard that woke first
         finally:

@@ -56,7 +56,7 @@ def test_outcomes_that_finish_while_a_call_is_on_its_way_go_together_in_the_next
     others = [threading.Thread(target=finisher.store, args=(outcomes[n],)) for n in "bc"]
     for t in others:
         t.start()
-    wait_for(lambda: len(finisher._pending) == 2, 10, "b and c to wait for a's call")
+    wait_for(lambda: len(finisher._lanes[0].pending) == 2, 10, "b and c to wait for a's call")
     release_first.set()
     for t in (first, *others):
         t.join(10)
@@ -70,6 +70,36 @@ def test_a_thread_alone_sends_its_outcome_at_once():
     finisher.store(outcome_for("a"))
     finisher.store(outcome_for("b"))
     assert sent == [["a"], ["b"]]
+
+
+def test_a_shard_whose_call_hangs_holds_back_only_its_own_outcomes():
+    # A shard's primary failing over: its call waits; another shard's outcome goes on
+    sent: list[list[str]] = []
+    a_sending, release_a = threading.Event(), threading.Event()
+
+    def send(group: list[Finished]) -> None:
+        sent.append([o.job.id for o in group])
+        if group[0].job.id.startswith("a"):
+            a_sending.set()
+            assert release_a.wait(10)
+        for o in group:
+            o.code = 1
+
+    finisher = Finisher(send, lane_of=lambda f: f.job.id[0])
+    a1, a2, b1 = outcome_for("a1"), outcome_for("a2"), outcome_for("b1")
+    first = threading.Thread(target=finisher.store, args=(a1,))
+    first.start()
+    assert a_sending.wait(10)
+    second = threading.Thread(target=finisher.store, args=(a2,))
+    second.start()
+    wait_for(lambda: len(finisher._lanes["a"].pending) == 1, 10, "a2 to wait for a1's call")
+    finisher.store(b1)  # returns while a1's call is still on its way
+    assert b1.stored and b1.code == 1 and not a1.stored
+    release_a.set()
+    for t in (first, second):
+        t.join(10)
+    assert sent == [["a1"], ["b1"], ["a2"]]
+    assert a1.code == a2.code == 1
 
 
 def test_one_call_stores_several_outcomes_and_fetches_the_next_jobs(tf, worker):
