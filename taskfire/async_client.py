@@ -26,7 +26,7 @@ from .records import Job, build_job
 from .settings import client_settings
 from .state_changer import elect
 from .states import AWAITING, DELETED, ENQUEUED, SCHEDULED, Deleted, Enqueued, Scheduled, State
-from .storage.aio import AsyncStorage
+from .storage import AsyncStorage
 from .waiting import outcome_of_batch, outcome_of_job
 
 #: `change_state(..., result=NO_RESULT)`: store no result.

@@ -22,7 +22,7 @@ from .errors import ConfigError, TaskfireError
 from .job import registry
 from .server import config as cfg
 from .storage import TRANSIENT_ERRORS, connection
-from .storage.faults import check_access
+from .storage import check_access
 
 log = logging.getLogger("taskfire")
 

@@ -18,8 +18,7 @@ from .recurring import RecurringJobs
 from .state_changer import StateChanger, transition_for
 from .states import AWAITING, DELETED, ENQUEUED, SCHEDULED, Deleted, Enqueued, Scheduled, State
 from .storage import Storage
-from .storage.connection import DEFAULT_URL
-from .storage.keys import DEFAULT_PREFIX
+from .storage import DEFAULT_PREFIX, DEFAULT_URL
 from .waiting import outcome_of_batch, outcome_of_job
 
 __all__ = ["Taskfire", "DEFAULT_URL", "DEFAULT_PREFIX", "default_client", "new_job_id", "transition_for"]

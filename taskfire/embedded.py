@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from .errors import TaskfireError
-from .storage.connection import probe
+from .storage import probe
 
 
 def default_data_dir() -> Path:

@@ -8,8 +8,7 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 
 from .errors import ConfigError
-from .storage.connection import DEFAULT_URL
-from .storage.keys import DEFAULT_PREFIX
+from .storage import DEFAULT_PREFIX, DEFAULT_URL
 
 DEFAULT_RETENTION = timedelta(days=1)
 #: Seconds a call to Redis may take (TASKFIRE_TIMEOUT).

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .batches import Batch
 from .errors import NotFoundError
 from .records import Job
-from .storage.wire import MISSING, WAITING
+from .storage import MISSING, WAITING
 
 
 def outcome_of_job(job_id: str, timeout: float | None, status: int, job: Job | None) -> Job:

@@ -13,8 +13,8 @@ from typing import Any, Sequence
 from taskfire import Taskfire
 from taskfire.errors import PayloadError
 from taskfire.payload import decode_args, decode_value
-from taskfire.storage.keys import DERIVED_INDEXES
-from taskfire.storage.monitor import STATES as STATES  # the states the menu lists
+from taskfire.storage import DERIVED_INDEXES
+from taskfire.storage import STATES as STATES  # the states the menu lists
 
 from .formatting import call_preview, size, value_preview
 

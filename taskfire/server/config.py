@@ -12,8 +12,7 @@ import msgspec
 
 from ..errors import ConfigError
 from ..states import check_queue_name
-from ..storage.connection import DEFAULT_URL
-from ..storage.keys import DEFAULT_PREFIX
+from ..storage import DEFAULT_PREFIX, DEFAULT_URL
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 LOG_FORMATS = ("text", "json")
