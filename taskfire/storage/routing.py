@@ -155,15 +155,18 @@ class ShardRouting:
         """A call to this shard got through: fetches take from it again."""
         self._away.pop(index, None)
 
-    def fetch_round(self, request: wire.FetchRequest, start: int | None = None, probe: bool = True) -> wire.Fetch:
+    def fetch_round(self, request: wire.FetchRequest, start: int | None = None, probe: bool = True,
+                    first_with_jobs: bool = False) -> wire.Fetch:
         """Takes jobs from shard `start` (default: the one this process works in), then
-        the others in turn, until it has enough; a shard that gave jobs becomes the one
-        it works in. A shard that cannot be reached (its primary failing over) is passed
-        over: the error is raised only if no shard gave a job, so jobs taken are never
-        dropped. A shard whose calls failed lately is asked last, only once its pause is
-        over, and not at all unless `probe` (the fetch loop probes; a thread's next job
-        after its outcome must not wait on a shard likely still away). Every call does a
-        bit of its shard's timekeeping (due jobs, lapsed leases)."""
+        the others in turn, until it has enough (`first_with_jobs`: until a shard gave
+        any, so that a worker woken from idle starts its first job after one round
+        trip, not one per shard); a shard that gave jobs becomes the one it works in.
+        A shard that cannot be reached (its primary failing over) is passed over: the
+        error is raised only if no shard gave a job, so jobs taken are never dropped. A
+        shard whose calls failed lately is asked last, only once its pause is over, and
+        not at all unless `probe` (the fetch loop probes; a thread's next job after its
+        outcome must not wait on a shard likely still away). Every call does a bit of
+        its shard's timekeeping (due jobs, lapsed leases)."""
         if self.cluster is not None and time.monotonic() >= self._refresh_due:
             self.refresh_shards()  # a worker serves the shards of primaries added since it started
         n = len(self.shards)
@@ -190,7 +193,7 @@ class ShardRouting:
             if got[-1].jobs:
                 self._current = index
             wanted -= len(got[-1].jobs)
-            if wanted <= 0:
+            if wanted <= 0 or (first_with_jobs and got[-1].jobs):
                 break
         if trouble is not None and not any(f.jobs for f in got):
             raise trouble

@@ -366,7 +366,11 @@ class Storage(ShardRouting):
                 self._failed(exc.shard_index)  # type: ignore[attr-defined]  # passed over next time
             raise
         try:
-            return self.fetch_round(request, woken)  # from the shard that woke first
+            if woken is not None:  # its jobs go to the threads at once: the other shards wait for the next fetch
+                fetch = self.fetch_round(request, woken, probe=False, first_with_jobs=True)
+                if fetch.jobs:
+                    return fetch
+            return self.fetch_round(request)
         finally:
             self.waiter.end_others()
 
