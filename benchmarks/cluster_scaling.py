@@ -36,7 +36,7 @@ from typing import Any
 import redis
 
 from taskfire import Taskfire
-from taskfire.embedded import free_port
+from taskfire.embedded import free_port, valkey_binary
 from taskfire.storage.shards import index_of
 
 from . import jobs
@@ -48,7 +48,7 @@ QUEUES = {"hot": 0.5, "q1": 0.1, "q2": 0.1, "q3": 0.1, "q4": 0.1, "q5": 0.1}
 class Node:
     """One redis-server on a free loopback port, in its own directory."""
 
-    def __init__(self, home: Path, cluster: bool) -> None:
+    def __init__(self, home: Path, cluster: bool, binary: str) -> None:
         self.port = free_port()
         self.dir = home / f"redis-{self.port}"
         self.dir.mkdir(parents=True)
@@ -58,9 +58,6 @@ class Node:
             lines += ["cluster-enabled yes", "cluster-config-file nodes.conf", f"cluster-port {free_port()}",
                       "cluster-node-timeout 2000"]
         (self.dir / "redis.conf").write_text("\n".join(lines) + "\n")
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server not found on PATH (apt-get install redis-server)")
         self.process = subprocess.Popen([binary, str(self.dir / "redis.conf")], cwd=self.dir,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
         self.client = redis.Redis(port=self.port)
@@ -88,8 +85,18 @@ class Node:
         self.process.wait()
 
 
-def make_cluster(home: Path) -> list[Node]:
-    nodes = [Node(home, cluster=True) for _ in range(3)]
+def server_binary(server: str) -> str:
+    """redis-server from PATH, or the embedded Valkey (`--server valkey`)."""
+    if server == "valkey":
+        return str(valkey_binary())
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server not found on PATH (apt-get install redis-server, or --server valkey)")
+    return binary
+
+
+def make_cluster(home: Path, binary: str) -> list[Node]:
+    nodes = [Node(home, cluster=True, binary=binary) for _ in range(3)]
     subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
                     *(f"127.0.0.1:{n.port}" for n in nodes), "--cluster-yes"],
                    check=True, capture_output=True, timeout=60)
@@ -97,14 +104,40 @@ def make_cluster(home: Path) -> list[Node]:
     return nodes
 
 
-def one_node_cluster(home: Path) -> Node:
+def one_node_cluster(home: Path, binary: str) -> Node:
     """A cluster of one primary holding every slot: Redis's cluster mode (a slot check on
     every key a script touches) without sharding, the baseline that isolates sharding's
     own cost."""
-    node = Node(home, cluster=True)
+    node = Node(home, cluster=True, binary=binary)
     node.client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
     wait_until(lambda: node.client.cluster("info")["cluster_state"] == "ok", 30)
     return node
+
+
+#: The control's plain commands: what taskfire's scripts do most (hashes, sorted sets,
+#: lists), sent by redis-benchmark over keys in a range of a million.
+CONTROL_COMMANDS = "set,get,lpush,rpop,hset,zadd"
+
+
+def cluster_mode_cost(plain: Node, lone: Node, rounds: int = 3) -> tuple[float, float]:
+    """Redis's own cost of cluster mode, with no taskfire in it: the same redis-benchmark
+    run against the plain server and the one-node cluster (both holding what the
+    taskfire rounds left, as big a keyspace each), Redis CPU µs per command on each
+    (medians of `rounds` runs, in turns). Cluster mode keeps every key in its slot's
+    index, and that costs more as the keyspace grows; this is the share of the gap
+    between a primary and one Redis that no client can take away."""
+    tool = shutil.which("redis-benchmark")
+    if tool is None:
+        raise SystemExit("redis-benchmark not found on PATH (apt-get install redis-tools)")
+    count = 200_000
+    per_command: dict[int, list[float]] = {plain.port: [], lone.port: []}
+    for _ in range(rounds):
+        for node in (plain, lone):
+            before = node.cpu()
+            subprocess.run([tool, "-p", str(node.port), "-n", str(count), "-c", "8", "-P", "4", "-r", "1000000",
+                            "-q", "-t", CONTROL_COMMANDS], check=True, capture_output=True, timeout=300)
+            per_command[node.port].append((node.cpu() - before) * 1e6 / (count * len(CONTROL_COMMANDS.split(","))))
+    return statistics.median(per_command[plain.port]), statistics.median(per_command[lone.port])
 
 
 def start_worker(url: str, prefix: str, processes: int, threads: int) -> subprocess.Popen[bytes]:
@@ -223,9 +256,12 @@ def chart(path: Path, capacity: dict[int, float]) -> bool:
 
 def main(args: argparse.Namespace) -> None:
     home = Path(tempfile.mkdtemp(prefix="taskfire-cluster-scaling-"))
-    nodes = make_cluster(home)
-    single = Node(home, cluster=False)
-    lone = one_node_cluster(home)
+    binary = server_binary(args.server)
+    nodes = make_cluster(home, binary)
+    single = Node(home, cluster=False, binary=binary)
+    lone = one_node_cluster(home, binary)
+    info: Any = single.client.info("server")
+    version = str(info.get("valkey_version") or info.get("redis_version", "?"))  # Valkey says 7.2.4 in the latter
     url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in nodes)
     spent = [0.0] * len(nodes)
     scripts = [0.0] * len(nodes)
@@ -266,6 +302,7 @@ def main(args: argparse.Namespace) -> None:
             for k in range(3):
                 got[(rnd + k) % 3] = runs[(rnd + k) % 3]()
             ratios.append(got[0] / got[1])
+        control = cluster_mode_cost(single, lone)
         cluster_latency = pickup_latency(url, "{lat}:", args.samples)
         single_latency = pickup_latency(f"redis://127.0.0.1:{single.port}/0", "lat:", args.samples)
     finally:
@@ -281,7 +318,8 @@ def main(args: argparse.Namespace) -> None:
     per_job = [s * 1e6 / max(1, held[n.port]) for s, n in zip(spent, nodes, strict=True)]
     capacity = {1: 1e6 / single_us, 3: sum(1e6 / us for us in per_job)}  # 1: a plain Redis
     capacity[6] = capacity[3] * 2
-    lines = [f"taskfire on a 3-primary Redis Cluster vs one Redis ({os.cpu_count()} CPUs, loopback), {args.jobs:,} "
+    lines = [f"taskfire on a 3-primary {Path(binary).name} {version} Cluster vs one server ({os.cpu_count()} CPUs, "
+             f"loopback), {args.jobs:,} "
              f"no-op jobs a round, {args.rounds} rounds, over {len(QUEUES)} queues (`hot` half of them), a fifth enqueued one call each; "
              f"worker --processes {args.processes} --threads {args.threads}.", "",
              "| primary | jobs it held | Redis CPU s | vs the mean | Redis CPU µs/job | in scripts µs/job |",
@@ -295,6 +333,12 @@ def main(args: argparse.Namespace) -> None:
               f"| | {lone_us:.1f} | {lone_script_us:.1f} |", "",
               "| primaries | projected jobs/s (Σ 1e6 / µs per job) |", "|---:|---:|"]
     lines += [f"| {p}{' (projected)' if p == 6 else ''} | {c:,.0f} |" for p, c in capacity.items()]
+    primary_us = sum(spent) * 1e6 / max(1, sum(held.values()))
+    lines += ["", "| Redis CPU per job, a primary (mean) over | ratio |", "|---|---:|",
+              f"| one Redis, not in cluster mode | {primary_us / single_us:.2f} |",
+              f"| one node in cluster mode, one shard (what sharding adds) | {primary_us / lone_us:.2f} |",
+              f"| control, no taskfire: redis-benchmark {CONTROL_COMMANDS} over a million keys, cluster-mode node "
+              f"over the plain one ({control[1]:.2f} / {control[0]:.2f} µs per command) | {control[1] / control[0]:.2f} |"]
     lines += ["", f"Idle pickup latency p50 / p99: cluster {cluster_latency[0]:.2f} / {cluster_latency[1]:.2f} ms "
                   f"(a blocked thread per shard), one Redis {single_latency[0]:.2f} / {single_latency[1]:.2f} ms."]
     lines += ["", "Untied jobs' placement, this load's calls under each policy (jobs per shard; the largest "
