@@ -25,7 +25,7 @@ from redis.exceptions import ResponseError
 from . import connection, wire
 from .keys import Keys
 from .library import FUNCTIONS, LIBRARY
-from .scripts import (Call, block_seconds, frame, load_refused, take_replies, unframe,
+from .scripts import (Call, block_seconds, declared_keys, frame, load_refused, take_replies, unframe,
                       unknown_function)
 from .faults import REDIS_ERRORS
 from .store import (WAIT_BLOCK_S, RawJob, check_settings, created_replies, enqueue_error, grouped_job_reads,
@@ -41,16 +41,16 @@ class AsyncScripts:
     own reply or error). One task alone still sends at once; a hundred tasks enqueueing
     share round trips and the client's per-call work."""
 
-    def __init__(self, client: redis.asyncio.Redis, url: str, prefix: str, route_key: str) -> None:
+    def __init__(self, client: redis.asyncio.Redis, url: str, prefix: str, declared: Sequence[str]) -> None:
         self.client = client
         self.url = url
         self.prefix = prefix
-        self.route_key = route_key
+        self.declared = declared  # KEYS (see scripts.declared_keys)
         self._waiting: list[tuple[Sequence[Call], bool, asyncio.Future[list[Any]]]] = []
         self._sender: asyncio.Task[None] | None = None
 
     def command(self, call: Call) -> tuple[Any, ...]:
-        return ("FCALL", FUNCTIONS[call.script], 1, self.route_key, self.prefix, *call.args)
+        return ("FCALL", FUNCTIONS[call.script], len(self.declared), *self.declared, self.prefix, *call.args)
 
     async def load(self) -> None:
         try:
@@ -177,7 +177,7 @@ class AsyncStorage:
         self.wait_timeout_ms = wait_timeout_ms
         self.timeout = socket_timeout
         self.redis = connection.connect_async(url, socket_timeout=socket_timeout)
-        self.scripts = AsyncScripts(self.redis, url, prefix, self.keys.queues)
+        self.scripts = AsyncScripts(self.redis, url, prefix, declared_keys(self.keys))
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -26,6 +26,7 @@ FIXED = {
     "failed_functions": "failed-functions",    # hash: function -> its jobs in Failed
     "failed_exceptions": "failed-exceptions",  # hash: exception type -> jobs in Failed with it
     "index_builds": "index-builds",     # hash: index -> how far its backfill got ("done": built)
+    "slot_guard": "slot-guard",         # never written: every script call declares it (scripts.py)
 }
 
 #: Keys named after something (a job id, a queue, ...): method -> parts, where None
@@ -90,6 +91,7 @@ class Keys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.queues = prefix + FIXED["queues"]
+        self.slot_guard = prefix + FIXED["slot_guard"]
         self.schedule = prefix + FIXED["schedule"]
         self.processing = prefix + FIXED["processing"]
         self.servers = prefix + FIXED["servers"]

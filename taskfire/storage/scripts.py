@@ -23,18 +23,33 @@ from typing import Any, NamedTuple, Sequence
 
 import hiredis
 import redis
-from redis.exceptions import (AskError, ClusterDownError, MovedError, RedisClusterException, ResponseError,
-                              TryAgainError)
+from redis.exceptions import (AskError, ClusterDownError, ClusterError, MovedError, RedisClusterException,
+                              ResponseError, TryAgainError)
 
 from ..errors import ConfigError
+from .keys import Keys
 from .library import FUNCTIONS, LIBRARY
 
 #: Errors after which a caller should wait and try again: Redis is down, restarting,
 #: loading its data, or the connection dropped.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
 
-#: Replies of a cluster node that no longer serves taskfire's slot, or not yet.
-_CLUSTER_CHANGES = (MovedError, AskError, ClusterDownError, TryAgainError)
+#: Replies of a cluster node that no longer serves taskfire's slot, or not yet (and the
+#: cluster client's word that redirections did not settle: a slot on the move).
+_CLUSTER_CHANGES = (MovedError, AskError, ClusterDownError, TryAgainError, ClusterError)
+
+
+def declared_keys(keys: Keys) -> tuple[str, str]:
+    """The keys every script call declares (the scripts read their keys from the prefix,
+    not from KEYS). The `queues` set routes a call to the shard's slot on a cluster. The
+    slot guard is a key taskfire never writes: while a cluster moves the slot between
+    nodes (resharding, a key at a time), a call that declares a key one node lacks is
+    answered TRYAGAIN (or ASK, then TRYAGAIN) before its script runs. Without it a script
+    would run on a node holding only part of the shard's keys and stop at the first key
+    that moved, after some of its writes: a job taken from its queue whose record had
+    moved would be lost. With it, the shard's calls are refused until the move is done,
+    and taskfire's callers retry them as they do a failover (docs/high-availability.md)."""
+    return keys.queues, keys.slot_guard
 
 
 class Call(NamedTuple):
@@ -85,12 +100,16 @@ def unframe(replies: list[Any], transaction: bool, replicas: int,
     if before:
         replies = replies[1:]
     acked: Any = replies.pop() if replicas else None
+    # (in a transaction, a call the node refused to queue, TRYAGAIN say, is among the
+    # replies before EXEC's, and EXEC's is then an EXECABORT)
+    if any(isinstance(r, _CLUSTER_CHANGES) for r in (*replies, acked)):
+        return replies, None, True
     if transaction:
         replies = replies[-1]  # EXEC's: one per call
         if isinstance(replies, Exception):
             raise replies
-    if any(isinstance(r, _CLUSTER_CHANGES) for r in (*replies, acked)):
-        return replies, None, True
+        if any(isinstance(r, _CLUSTER_CHANGES) for r in replies):
+            return replies, None, True
     if isinstance(acked, Exception):
         raise acked
     return replies, None if acked is None else int(acked), False
@@ -116,16 +135,16 @@ class Scripts:
     """Calls the library's functions through one client (see connection.connect)."""
 
     def __init__(self, client: redis.Redis, cluster: redis.RedisCluster | None, url: str, prefix: str,
-                 route_key: str) -> None:
+                 declared: Sequence[str]) -> None:
         self.client = client
         self.cluster = cluster
         self.url = url
         self.prefix = prefix
-        self.route_key = route_key  # KEYS[1]: only routes a call to the prefix's slot on a cluster
+        self.declared = declared  # KEYS (see declared_keys): the first routes the call
         self._lines = threading.local()
 
     def command(self, call: Call) -> tuple[Any, ...]:
-        return ("FCALL", FUNCTIONS[call.script], 1, self.route_key, self.prefix, *call.args)
+        return ("FCALL", FUNCTIONS[call.script], len(self.declared), *self.declared, self.prefix, *call.args)
 
     def load(self) -> None:
         """Loads the library (on a cluster, into every primary). Replacing a library of
@@ -169,7 +188,8 @@ class Scripts:
         replies, acked, moved = unframe(raw, transaction, replicas, before)
         if moved:
             self.slot_moved()
-            raise redis.ConnectionError("the cluster moved taskfire's slot; try again")
+            raise redis.ConnectionError("a Redis Cluster node answered that taskfire's slot moved or is moving; "
+                                         "try again")
         return replies, acked
 
     def send(self, *command: Any) -> Any:
@@ -188,7 +208,7 @@ class Scripts:
             return self._on_line(commands)
         if one_connection:
             # The node that holds the slot, directly (WAIT and MULTI have no key to route by).
-            node = self.cluster.get_node_from_key(self.route_key).redis_connection
+            node = self.cluster.get_node_from_key(self.declared[0]).redis_connection
             pipe = node.pipeline(transaction=False)
             for c in commands:
                 pipe.execute_command(*c)
@@ -201,7 +221,7 @@ class Scripts:
         for c in commands:
             try:
                 replies.append(self.cluster.execute_command(*c))
-            except ResponseError as exc:
+            except (ResponseError, ClusterError) as exc:  # (unframe tells a slot on the move)
                 replies.append(exc)
         return replies
 

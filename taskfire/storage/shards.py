@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence, cast
 import redis
 
 from .keys import Keys
-from .scripts import Scripts
+from .scripts import Scripts, declared_keys
 
 #: Separates an id from its shard's number, and a tag from the shard's number in it.
 MARK = "~"
@@ -89,7 +89,7 @@ class Shard:
                  prefix: str) -> None:
         self.index = index
         self.keys = Keys(prefix)
-        self.scripts = Scripts(client, cluster, url, prefix, self.keys.queues)
+        self.scripts = Scripts(client, cluster, url, prefix, declared_keys(self.keys))
 
 
 #: Appends shard prefixes to the registry if it still holds as many as the caller read

@@ -14,14 +14,14 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import redis
 
 from taskfire import Cron, Taskfire
 from taskfire.storage.shards import index_of
-from tests import jobs
+from tests import ha_jobs, jobs
 from tests.conftest import report, traces, wait_for
 from tests.integration.test_controls import (  # noqa: F401 - collected here, on the cluster
     test_a_mutex_never_lets_two_runs_overlap_across_workers,
@@ -317,3 +317,78 @@ def test_a_primary_killed_under_load_loses_no_acknowledged_job(tf, cluster, star
     waiting = [i for i in early if i not in started]
     assert early and not waiting, (f"{len(waiting)} of the {len(early)} jobs of the other shards acknowledged in "
                                    f"the outage's first half did not start before the promotion")
+
+
+def move_slot(cluster: ReplicatedCluster, slot: int, source: RedisProcess, target: RedisProcess,
+              halfway: Callable[[], None]) -> int:
+    """Moves a slot's keys from one primary to another a key at a time, as
+    `redis-cli --cluster reshard` does (SETSLOT IMPORTING / MIGRATING, MIGRATE, SETSLOT
+    NODE), calling `halfway` when half of them have moved; how many keys moved."""
+    ids = {n.port: n.client.cluster("myid") for n in (source, target)}
+    target.client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.port])
+    source.client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target.port])
+    total = int(source.client.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot))
+    moved = 0
+    while keys := source.client.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1):
+        source.client.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+        moved += len(keys)
+        if moved == total // 2:
+            halfway()
+    for node in (target, source, *(p for p in cluster.primaries() if p not in (source, target))):
+        node.client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target.port])
+    return moved
+
+
+def test_a_shards_slot_moved_to_another_primary_under_load_loses_no_job_and_runs_none_twice(
+        tf, cluster, start_worker_on, prefix, tmp_path):
+    # Given workers on the cluster working through a backlog in every shard
+    runs_file = tmp_path / "runs.txt"
+    runs_file.touch()
+    start_worker_on(cluster.url, "--processes", "2", "--threads", "2", modules=("tests.ha_jobs",),
+                    env={"TASKFIRE_TEST_RUNS_FILE": str(runs_file)})
+    n = len(tf.storage.shards)
+    backlog = tf.enqueue_many(ha_jobs.note_run, [(0.01,)] * 600)
+    wait_for(lambda: len(read_runs(runs_file)) >= 30, 30, "the first jobs to run")
+    # When shard 1's slot moves to another primary, key by key, while they run; half-way
+    # through, a client enqueues into every shard and the other shards' jobs go on
+    shard = tf.storage.shards[1]
+    source = cluster.owner(shard.keys.queues)
+    target = next(p for p in cluster.primaries() if p is not source)
+    slot = int(source.client.cluster("keyslot", shard.keys.queues))
+    during: dict[str, Any] = {}
+    patient = Taskfire(cluster.url, prefix=prefix, timeout=60)  # (waits out the move, however slow CI is)
+
+    def shard_calls() -> int:
+        """Script calls the slot's two primaries took or turned away (their INFO)."""
+        stats = [node.client.info("commandstats").get("cmdstat_fcall", {}) for node in (source, target)]
+        return sum(int(s.get(k, 0)) for s in stats for k in ("calls", "rejected_calls", "failed_calls"))
+
+    def halfway() -> None:
+        during["at"], calls = time.time(), shard_calls()
+        enqueue = threading.Thread(target=lambda: during.update(ids=patient.enqueue_many(ha_jobs.note_run,
+                                                                                         [(0.01,)] * 3)))
+        enqueue.start()
+        during["enqueue"] = enqueue
+        wait_for(lambda: sum(1 for t, i in read_runs(runs_file) if t > during["at"] and index_of(i, n) != 1) >= 10,
+                 30, "the other shards' jobs to go on while the slot is half moved")
+        wait_for(lambda: shard_calls() >= calls + 50, 30, "workers and the client to call on the half-moved shard")
+        during["waiting"] = enqueue.is_alive()  # its shard 1 part cannot be stored yet
+
+    started = time.monotonic()
+    moved = move_slot(cluster, slot, source, target, halfway)
+    took = time.monotonic() - started
+    # Then the enqueue made half-way waited for the move and stored its jobs, one per shard
+    during["enqueue"].join(60)
+    patient.close()
+    assert during["waiting"], "the enqueue made half-way was stored before the move was done"
+    assert sorted(index_of(i, n) for i in during.get("ids", [])) == [0, 1, 2], "the enqueue during the move failed"
+    assert cluster.owner(shard.keys.queues) is target
+    # And every job runs, exactly once: none lost with a half-run script, none run again
+    # because its outcome was refused
+    jobs_ = backlog + during["ids"]
+    wait_for(lambda: all_succeeded(tf, jobs_), 60, "every job to succeed")
+    runs = Counter(i for _, i in read_runs(runs_file))
+    assert [i for i in jobs_ if runs[i] != 1] == []
+    report(f"cluster reshard under load: shard 1's slot ({moved} keys) moved to another primary key by key in "
+           f"{took:.2f} s while 600 jobs ran; {len(jobs_)} jobs, each run once, 0 lost; an enqueue made "
+           f"half-way stored its 3 jobs once the move was done")

@@ -9,8 +9,10 @@
 --   ARGV[1]  the key prefix. Job keys are discovered at run time (ids popped from
 --            queues), so scripts cannot declare them up front; a prefix with a hash tag
 --            ("{taskfire}:") keeps every key in one Cluster slot.
---   KEYS[1]  the `queues` set, passed only so a Cluster client routes the call to the
---            slot that holds the prefix.
+--   KEYS     the `queues` set, passed only so a Cluster client routes the call to the
+--            slot that holds the prefix, and `slot-guard`, a key never written, so that
+--            a Cluster moving the slot answers TRYAGAIN before a script runs on a node
+--            holding only part of the keys (storage/scripts.py, declared_keys).
 --   Times    milliseconds since the epoch, from the server clock (TIME), never the
 --            caller's.
 --   Layouts  each script's ARGV and reply are described at the top of its file and
