@@ -221,7 +221,8 @@ class Taskfire:
         function ("module:name"), exception type (as shown in the job, e.g.
         "TimeoutError" or "myapp.errors.SyncError") or queue. With state "Scheduled",
         `only_retries=True` takes only the jobs waiting for a retry (the dashboard's
-        Retries) and runs them now."""
+        Retries) and runs them now. A job that enters Failed after the call began (one
+        it requeued, run and failed again meanwhile) is left for the next request."""
         return bulk_by_state(self.storage, "requeue", state, function, exception, queue, only_retries)
 
     def delete_all(self, state: str, *, function: str | None = None, exception: str | None = None,

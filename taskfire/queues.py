@@ -69,7 +69,7 @@ def bulk_by_state(storage: Storage, action: str, state: str, function: str | Non
         raise ConfigError(f"only_retries picks Scheduled jobs waiting for a retry: pass state='Scheduled', "
                           f"not {state!r}")
     return run_bulk(storage, action, state, function or "", exception or "", queue or "",
-                    "retries" if only_retries else "")
+                    "retries" if only_retries else "", str(storage.server_time_ms()))
 
 
 class Queues:

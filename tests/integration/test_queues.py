@@ -15,6 +15,7 @@ import pytest
 
 from taskfire import ConfigError, Enqueued, Failed
 from taskfire.client import transition_for
+from taskfire.queues import run_bulk
 from tests import jobs
 from tests.conftest import ROOT, report, state_of, traces, wait_for
 
@@ -166,6 +167,22 @@ def test_requeue_all_failed_over_100000_jobs_in_slices(tf):
     sample = tf.get_job(ids[12345])
     assert sample is not None and sample.state == "Enqueued" and sample.reason == "Requeued by an operator (bulk)"
     report(f"requeue all Failed: 100,000 jobs in {elapsed:.2f} s, {result.calls} script calls (1,000 jobs per call)")
+
+
+def test_a_job_that_fails_again_while_requeue_all_goes_on_is_not_requeued_twice(tf):
+    # Given 2,500 failed jobs: the walk takes three slices of 1,000
+    ids = jobs.record_order.options(queue="parked").enqueue_many([(str(i),) for i in range(2500)])
+    fail_in_bulk(tf, ids, "TimeoutError")
+    # When requeue_all has requeued its first slice, and 100 of those jobs ran and failed
+    # again before its next slice
+    began = str(tf.storage.server_time_ms())
+    assert tf.storage.bulk("requeue", 1000, 0, "Failed", "", "", "", "", began).changed == 1000
+    again = [i for i in ids if state_of(tf, i) == "Enqueued"][:100]
+    fail_in_bulk(tf, again, "TimeoutError")
+    # Then the rest of the walk requeues the other 1,500 only: those 100 stay Failed, for
+    # the operator to see, instead of running a second time on one request
+    assert run_bulk(tf.storage, "requeue", "Failed", "", "", "", "", began).changed == 1500
+    assert {state_of(tf, i) for i in again} == {"Failed"}
 
 
 def test_bulk_actions_filter_by_function_exception_and_queue(tf):

@@ -6,7 +6,11 @@
 --       then per action:
 --   'requeue' | 'delete'  7 state, 8 function ("" any), 9 exception type ("" any),
 --                         10 queue ("" any), 11 "retries" to walk the `retries` index
---                         (Scheduled jobs waiting for a retry) instead of the state's
+--                         (Scheduled jobs waiting for a retry) instead of the state's,
+--                         12 when the action began (ms): in an index scored by the time
+--                         a job entered its state (failed, zset), only jobs that entered
+--                         it by then, so that a requeued job that fails again while the
+--                         action goes on is not requeued a second time
 --   'move'                7 from queue, 8 to queue
 --   'purge'               7 queue
 -- Keys  job:<id>(:history), queue:<q>(:wake), schedule, retries, processing, state:<name>, stats
@@ -55,7 +59,9 @@ local kind = stored_index_kind(state)
 local index, sorted = index_key(state, kind), kind ~= 'list'  -- (Enqueued is refused in Python)
 if ARGV[11] == 'retries' then index = K.retries end  -- (its state is Scheduled: checked in Python)
 local ids
-if sorted then
+if sorted and (kind == 'failed' or kind == 'zset') and ARGV[11] ~= 'retries' then
+  ids = redis.call('ZRANGE', index, '-inf', ARGV[12], 'BYSCORE', 'LIMIT', offset, limit)
+elseif sorted then
   ids = redis.call('ZRANGE', index, offset, offset + limit - 1)
 else
   ids = redis.call('LRANGE', index, offset, offset + limit - 1)
