@@ -34,7 +34,7 @@ from .library import FUNCTIONS, LIBRARY
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
 
 #: Replies of a cluster node that no longer serves taskfire's slot, or not yet.
-_CLUSTER_CHANGES = (MovedError, AskError, ClusterDownError, TryAgainError)
+CLUSTER_CHANGES = (MovedError, AskError, ClusterDownError, TryAgainError)
 
 
 class Call(NamedTuple):
@@ -89,7 +89,7 @@ def unframe(replies: list[Any], transaction: bool, replicas: int,
         replies = replies[-1]  # EXEC's: one per call
         if isinstance(replies, Exception):
             raise replies
-    if any(isinstance(r, _CLUSTER_CHANGES) for r in (*replies, acked)):
+    if any(isinstance(r, CLUSTER_CHANGES) for r in (*replies, acked)):
         return replies, None, True
     if isinstance(acked, Exception):
         raise acked

@@ -10,6 +10,8 @@ command or a script's argument layout.
     shards.py     the shard layout: which prefix each shard has, which shard a job is in
     routing.py    which shard a call goes to; a worker's fetch and finish over shards
     fanout.py     an idle worker's wait on every shard; merged fetch replies
+    aio.py        AsyncStorage, the asyncio twin of the client's verbs (aio_scripts.py
+                  calls its scripts, aio_shards.py routes them by shard)
     monitor_shards.py  the read model summed and merged over shards
     scripts.py    how a script is called (library load, FCALL, MULTI, WAIT)
     wire.py       each script's argument and reply layout
