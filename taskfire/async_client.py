@@ -6,7 +6,9 @@ It is the sync client's twin, not a second implementation: jobs are made by the 
 factory (creation.build: arguments checked and encoded, client filters, controls, ids),
 changes of state are elected by the same state changer (state_changer.elect), and they
 reach Redis through storage/aio.py, which speaks the same Functions library in the same
-wire layouts. A job stored by either client is the same job.
+wire layouts. A job stored by either client is the same job; on a Redis Cluster
+(redis+cluster://) it is placed in the shard the sync client would place it in, by the
+same rules (storage/shards.py), and every call about it goes to the shard its id names.
 
 Filters run as they do in the sync client; a filter's hooks are plain functions, so a
 slow one blocks the event loop.
@@ -18,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
 from .batches import Batch, BatchPlan, build_batch
-from .creation import build, build_calls, build_continuation, continued, resolve, stored_ids
+from .creation import build, build_calls, build_continuation, continued, resolve, same_shard, stored_ids
 from .errors import ConfigError
 from .job import JobFunction, set_default_async_client
 from .payload import decode_value, encode_result, encode_value, param_field
@@ -36,8 +38,10 @@ NO_RESULT: Any = object()
 class AsyncTaskfire:
     """A connection to a taskfire store for asyncio code. It takes the settings
     `Taskfire` takes (url, prefix, retention, wait_replicas, wait_timeout_ms, timeout),
-    with the same TASKFIRE_* defaults; Redis Cluster URLs are for the sync client. Close it with
-    `await tf.close()`, or use `async with AsyncTaskfire() as tf:`.
+    with the same TASKFIRE_* defaults, and the same URLs, redis+cluster:// included (made
+    on a cluster, it reads the shard list once, with a blocking call: make it at
+    startup, not in a request handler). Close it with `await tf.close()`, or use
+    `async with AsyncTaskfire() as tf:`.
 
     The most recently created one is the one `await job.enqueue_async(...)` uses.
     """
@@ -76,13 +80,13 @@ class AsyncTaskfire:
 
     async def _create(self, target: JobFunction[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any],
                       due: str = "") -> str:
-        made = [build(resolve(target), args, kwargs, due)]
+        made = [build(resolve(target), args, kwargs, due, place=self.storage.placement)]
         return stored_ids(made, await self.storage.create([made[0][0]]))[0]
 
     async def enqueue_many(self, target: JobFunction[..., Any] | str,
                            calls: Iterable[tuple[Any, ...] | dict[str, Any]]) -> list[str]:
         """Enqueues one job per call (see Taskfire.enqueue_many)."""
-        made = build_calls(resolve(target), calls)
+        made = build_calls(resolve(target), calls, self.storage.placement)
         return stored_ids(made, await self.storage.create([new for new, _ in made]))
 
     async def continue_with(self, parent_id: str, target: JobFunction[..., Any] | str, *args: Any,
@@ -97,7 +101,8 @@ class AsyncTaskfire:
 
     async def _continue(self, kind: str, parent: str, target: JobFunction[..., Any] | str,
                         args: tuple[Any, ...], kwargs: dict[str, Any], on: str) -> str:
-        new, created = build_continuation(target, args, kwargs, on)
+        await self.storage.learn([parent])  # its shard known, so the job is marked for it
+        new, created = build_continuation(target, args, kwargs, on, same_shard(self.storage, parent))
         continued(kind, parent, await self.storage.continue_job(kind, parent, on, new), created)
         return new.id
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import msgspec
 
-from .creation import build, new_job_id, resolve
+from .creation import batch_mark, build, new_job_id, resolve, same_shard
 from .errors import ConfigError
 from .job import JobFunction
 from .records import from_ms
@@ -62,15 +62,15 @@ def build_batch(batch_id: str, h: dict[bytes, bytes]) -> Batch:
 class BatchPlan:
     """What a batch builder collects (its jobs, nested batches and continuations) before
     its commit stores them all in one MULTI; BatchBuilder commits with the sync client,
-    AsyncBatchBuilder with the asyncio one."""
+    AsyncBatchBuilder with the asyncio one. `creator.storage` places the batch and its
+    members (one shard for all: the MULTI is one slot's)."""
 
     def __init__(self, creator: Any, parent: BatchPlan | None = None) -> None:
         self.creator = creator
         self.parent = parent
-        mark = getattr(creator, "batch_mark", None)  # a sharded store's (the sync client's)
-        self.id: str = new_job_id() + (mark(parent.id if parent else None) if mark else "")
-        same_shard = getattr(creator, "same_shard", None)
-        self.place = same_shard(self.id) if same_shard else None  # members live with their batch
+        # placed by the creator's store (sync or asyncio), as its jobs are
+        self.id: str = new_job_id() + batch_mark(creator.storage, parent.id if parent else None)
+        self.place = same_shard(creator.storage, self.id)  # members live with their batch
         self.jobs: list[NewJob] = []
         self.children: list[BatchPlan] = []
         self.continuations: list[tuple[JobFunction[..., Any] | str, tuple[Any, ...], dict[str, Any], str]] = []

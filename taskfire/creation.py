@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import msgspec
 
@@ -31,6 +31,25 @@ OnCreated = Callable[[], None] | None
 #: Where a new job goes: given its fields, what ends its id (its shard's mark; see
 #: storage/shards.py). None: the home shard, the only one on a single Redis.
 Place = Callable[[dict[str, bytes | str]], str] | None
+
+
+class Placing(Protocol):
+    """A store that places new jobs (Storage or AsyncStorage: see storage/shards.py)."""
+
+    def placement(self, fields: dict[str, bytes | str]) -> str: ...
+
+    def mark_of(self, any_id: str) -> str: ...
+
+
+def same_shard(storage: Placing, any_id: str) -> Place:
+    """Places jobs with a job or batch: its continuations, its members."""
+    mark = storage.mark_of(any_id)
+    return lambda fields: mark
+
+
+def batch_mark(storage: Placing, parent: str | None) -> str:
+    """What ends a new batch's id: its enclosing batch's shard, else one of its own."""
+    return storage.mark_of(parent) if parent else storage.placement({})
 
 
 def new_job_id() -> str:
@@ -146,15 +165,6 @@ class Creator:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
-    def same_shard(self, any_id: str) -> Place:
-        """Places jobs with a job or batch: its continuations, its members."""
-        mark = self.storage.mark_of(any_id)
-        return lambda fields: mark
-
-    def batch_mark(self, parent: str | None) -> str:
-        """What ends a new batch's id: its enclosing batch's shard, else one of its own."""
-        return self.storage.mark_of(parent) if parent else self.storage.placement({})
-
     def create(self, target: JobFunction[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any],
                due: str = "") -> str:
         """Stores one job (now, or at `due`); returns its id, or the id of the pending job
@@ -192,7 +202,8 @@ class Creator:
                      kwargs: dict[str, Any], on: str) -> str:
         """Stores a job Awaiting a parent job or batch (`kind`), released when it succeeds
         (`on="succeeded"`) or reaches any outcome (`on="finished"`); returns its id."""
-        new, created = build_continuation(target, args, kwargs, on, self.same_shard(parent))
+        self.storage.shard_of(parent)  # a shard added since this client started is learnt first
+        new, created = build_continuation(target, args, kwargs, on, same_shard(self.storage, parent))
         continued(kind, parent, self.storage.continue_job(kind, parent, on, new), created)
         return new.id
 

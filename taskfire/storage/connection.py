@@ -20,6 +20,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 import redis.asyncio
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
@@ -187,22 +189,30 @@ def connect(url: str, *, socket_timeout: float) -> redis.Redis | RedisCluster:
     return cluster
 
 
-def connect_async(url: str, *, socket_timeout: float) -> redis.asyncio.Redis:
-    """An asyncio client for `url` (one server, or a Sentinel-watched primary), for
-    AsyncTaskfire. Its calls are not retried by redis-py: as on the sync path, the
-    caller decides what may be sent twice."""
+def connect_async(url: str, *, socket_timeout: float) -> redis.asyncio.Redis | AsyncRedisCluster:
+    """An asyncio client for `url` (one server, a Sentinel-watched primary, or a Redis
+    Cluster), for AsyncTaskfire. Its calls are not retried by redis-py: as on the sync
+    path, the caller decides what may be sent twice. On a cluster, the script calls go
+    to the nodes directly (aio_scripts.py), never repeated; the client's own routing
+    and retries (as the sync cluster client's, short) serve the plain reads and writes
+    (a job's record, a parameter), which may be sent twice. It connects on first use."""
     options: dict[str, Any] = dict(socket_timeout=socket_timeout, socket_connect_timeout=5,
                                    retry=AsyncRetry(NoBackoff(), 0))
     scheme = url.partition("://")[0].lower()
     if scheme in _PLAIN_SCHEMES:
         return redis.asyncio.Redis.from_url(url, health_check_interval=30, **options)
-    if scheme == CLUSTER_SCHEME:
-        raise ConfigError(f"Redis URL {redacted(url)!r}: AsyncTaskfire does not reach a Redis Cluster yet; use "
-                          f"Taskfire (sync) there, from asyncio code with asyncio.to_thread")
-    if scheme != SENTINEL_SCHEME:
+    if scheme not in (SENTINEL_SCHEME, CLUSTER_SCHEME):
         raise ConfigError(f"Redis URL {redacted(url)!r}: unknown scheme {scheme!r}; use redis://, rediss://, "
-                          f"unix:// or {SENTINEL_SCHEME}://")
+                          f"unix://, {SENTINEL_SCHEME}:// or {CLUSTER_SCHEME}://")
     target = parse(url)
+    if target.scheme == CLUSTER_SCHEME:
+        # as many connections per node as tasks waiting on it (a plain client's pool has
+        # no bound either): each `await tf.wait(...)` holds one for its BLPOP
+        return AsyncRedisCluster(
+            startup_nodes=[AsyncClusterNode(a.host, a.port) for a in target.nodes], username=target.username,
+            password=target.password, max_connections=2**31,
+            retry=AsyncRetry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), CLUSTER_RETRIES),
+            socket_timeout=socket_timeout, socket_connect_timeout=5)
     sentinel = redis.asyncio.Sentinel(
         [(a.host, a.port) for a in target.nodes],
         sentinel_kwargs=dict(socket_timeout=SENTINEL_TIMEOUT, socket_connect_timeout=SENTINEL_TIMEOUT,

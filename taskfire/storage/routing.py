@@ -33,7 +33,7 @@ from .scripts import TRANSIENT_ERRORS
 from .keys import Keys
 from .monitor import Monitor
 from .monitor_shards import ShardedMonitor
-from .shards import Placer, Shard, index_of, mark, register_shards, tie_hash
+from .shards import Placer, Shard, group_by_shard, index_of, mark_within, placement, register_shards
 
 #: How often a worker looks for shards added since it started (a primary joined).
 REFRESH_S = 10.0
@@ -101,32 +101,16 @@ class ShardRouting:
         return self.shard_of(any_id).keys
 
     def placement(self, fields: dict[str, bytes | str]) -> str:
-        """What ends the id of a new job with these fields (see shards.py): a job with a
-        limit, mutex, rate or uniqueness key goes to the shard its key hashes to (the
-        first of them it has, in that order), so that admitting it stays one script;
-        any other job to the shard this process has placed fewest in."""
-        count = len(self.shards)
-        if count == 1:
-            return ""
-        for name in ("limit", "rate", "unique"):
-            tie = fields.get(name)
-            if tie:
-                return mark(tie_hash(tie if isinstance(tie, str) else tie.decode()) % count)
-        return mark(self.placer.next())
+        """What ends the id of a new job with these fields (shards.placement)."""
+        return placement(fields, len(self.shards), self.placer)
 
     def mark_of(self, any_id: str) -> str:
         """What ends the ids of jobs that must live with this job or batch."""
-        return mark(index_of(any_id, len(self.shards))) if len(self.shards) > 1 else ""
+        return mark_within(any_id, len(self.shards))
 
     def _by_shard(self, items: Sequence[Any], id_of: Callable[[Any], str]) -> list[tuple[Shard, list[int]]]:
         """Positions of `items` grouped by shard, shards in order of first appearance."""
-        if len(self.shards) == 1:
-            return [(self.shards[0], list(range(len(items))))]
-        groups: dict[int, list[int]] = {}
-        for i, item in enumerate(items):
-            groups.setdefault(index_of(id_of(item), len(self.shards)), []).append(i)
-        return [(self.shards[k], positions) for k, positions in groups.items()]
-
+        return [(self.shards[k], positions) for k, positions in group_by_shard(items, id_of, len(self.shards))]
 
     # -- a worker's fetch ------------------------------------------------------------
 

@@ -36,7 +36,7 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.Ti
 
 #: Replies of a cluster node that no longer serves taskfire's slot, or not yet (and the
 #: cluster client's word that redirections did not settle: a slot on the move).
-_CLUSTER_CHANGES = (MovedError, AskError, ClusterDownError, TryAgainError, ClusterError)
+CLUSTER_CHANGES = (MovedError, AskError, ClusterDownError, TryAgainError, ClusterError)
 
 
 def declared_keys(keys: Keys) -> tuple[str, str]:
@@ -102,13 +102,13 @@ def unframe(replies: list[Any], transaction: bool, replicas: int,
     acked: Any = replies.pop() if replicas else None
     # (in a transaction, a call the node refused to queue, TRYAGAIN say, is among the
     # replies before EXEC's, and EXEC's is then an EXECABORT)
-    if any(isinstance(r, _CLUSTER_CHANGES) for r in (*replies, acked)):
+    if any(isinstance(r, CLUSTER_CHANGES) for r in (*replies, acked)):
         return replies, None, True
     if transaction:
         replies = replies[-1]  # EXEC's: one per call
         if isinstance(replies, Exception):
             raise replies
-        if any(isinstance(r, _CLUSTER_CHANGES) for r in replies):
+        if any(isinstance(r, CLUSTER_CHANGES) for r in replies):
             return replies, None, True
     if isinstance(acked, Exception):
         raise acked

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from typing import Any, Iterable, Sequence, cast
+from typing import Any, Callable, Iterable, Sequence, cast
 
 import redis
 
@@ -118,6 +118,38 @@ def tie_hash(key: str) -> int:
     """A stable hash of a tie key (a mutex, a limit, a rate, a uniqueness key): the same
     in every process, unlike hash()."""
     return zlib.crc32(key.encode())
+
+
+def placement(fields: dict[str, bytes | str], count: int, placer: Placer) -> str:
+    """What ends the id of a new job with these fields, in a store of `count` shards: a
+    job with a limit, mutex, rate or uniqueness key goes to the shard its key hashes to
+    (the first of them it has, in that order), so that admitting it stays one script;
+    any other job to the shard this process has placed fewest in. One rule for the sync
+    and the asyncio store, so that both place a tied job in the same shard."""
+    if count == 1:
+        return ""
+    for name in ("limit", "rate", "unique"):
+        tie = fields.get(name)
+        if tie:
+            return mark(tie_hash(tie if isinstance(tie, str) else tie.decode()) % count)
+    return mark(placer.next())
+
+
+def mark_within(any_id: str, count: int) -> str:
+    """What ends the ids of jobs that must live with this job or batch (its
+    continuations, its members), in a store of `count` shards."""
+    return mark(index_of(any_id, count)) if count > 1 else ""
+
+
+def group_by_shard(items: Sequence[Any], id_of: Callable[[Any], str], count: int) -> list[tuple[int, list[int]]]:
+    """Positions of `items` grouped by the shard their id names, shards in order of first
+    appearance: one call per shard for a bulk verb (sync or asyncio)."""
+    if count == 1:
+        return [(0, list(range(len(items))))]
+    groups: dict[int, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(index_of(id_of(item), count), []).append(i)
+    return list(groups.items())
 
 
 class Placer:

@@ -10,6 +10,8 @@ command or a script's argument layout.
     shards.py     the shard layout: which prefix each shard has, which shard a job is in
     routing.py    which shard a call goes to; a worker's fetch and finish over shards
     fanout.py     an idle worker's wait on every shard; merged fetch replies
+    aio.py        AsyncStorage, the asyncio twin of the client's verbs (aio_scripts.py
+                  calls its scripts, aio_shards.py routes them by shard)
     monitor_shards.py  the read model summed and merged over shards
     scripts.py    how a script is called (library load, FCALL, MULTI, WAIT)
     wire.py       each script's argument and reply layout
@@ -58,12 +60,23 @@ WAIT_BLOCK_S = 5.0
 RawJob = tuple[dict[bytes, bytes], list[bytes], float | None, list[bytes], list[bytes]]
 
 
-def _unconfirmed(earlier: ReplicationTimeout | None, exc: ReplicationTimeout, timeout_ms: int) -> ReplicationTimeout:
+def unconfirmed_jobs(earlier: ReplicationTimeout | None, exc: ReplicationTimeout, timeout_ms: int) -> ReplicationTimeout:
     """One ReplicationTimeout for the jobs of every shard whose replicas were late."""
     if earlier is None:
         return exc
     return ReplicationTimeout([*earlier.job_ids, *exc.job_ids], min(earlier.acknowledged, exc.acknowledged),
                               exc.wanted, timeout_ms)
+
+
+def partly_created(exc: EnqueueError, done: list[str], unsent: list[NewJob], jobs: Sequence[NewJob],
+                   retry: Callable[[list[NewJob]], object]) -> EnqueueError:
+    """An EnqueueError for a call spread over shards, one of which failed (`exc`): the
+    shards before it stored theirs, those after it were not sent (sync or asyncio).
+    `retry` gets the jobs not known to be stored."""
+    unknown = {*exc.not_stored, *exc.maybe_stored, *(j.id for j in unsent)}
+    return EnqueueError(str(exc).partition(": ")[2] or str(exc), [*done, *exc.stored],
+                        [*exc.not_stored, *(j.id for j in unsent)], exc.maybe_stored,
+                        lambda: retry([j for j in jobs if j.id in unknown]))
 
 
 def check_settings(url: str, prefix: str, wait_replicas: int, wait_timeout_ms: int) -> None:
@@ -218,29 +231,20 @@ class Storage(ShardRouting):
                                                 for p in parts], parts,
                     lambda rest: self.create(rest, chunk, repeated=True), shard.scripts)
             except ReplicationTimeout as exc:  # stored: the other shards' jobs are still sent
-                unconfirmed = _unconfirmed(unconfirmed, exc, self.wait_timeout_ms)
+                unconfirmed = unconfirmed_jobs(unconfirmed, exc, self.wait_timeout_ms)
                 done += (j.id for j in mine)
                 continue
             except EnqueueError as exc:
                 if len(groups) == 1:
                     raise
-                raise self._partly_created(exc, done, [jobs[i] for _, rest in groups[g + 1:] for i in rest],
-                                           jobs, chunk) from exc
+                raise partly_created(exc, done, [jobs[i] for _, rest in groups[g + 1:] for i in rest], jobs,
+                                     lambda rest: self.create(rest, chunk, repeated=True)) from exc
             done += (j.id for j in mine)
             for part, reply in zip(parts, replies, strict=True):
                 duplicates.update(wire.decode_create(reply, part))
         if unconfirmed is not None:
             raise unconfirmed
         return duplicates
-
-    def _partly_created(self, exc: EnqueueError, done: list[str], unsent: list[NewJob], jobs: Sequence[NewJob],
-                        chunk: int) -> EnqueueError:
-        """An EnqueueError for a call spread over shards, one of which failed (`exc`):
-        the shards before it stored theirs, those after it were not sent."""
-        unknown = {*exc.not_stored, *exc.maybe_stored, *(j.id for j in unsent)}
-        return EnqueueError(str(exc).partition(": ")[2] or str(exc), [*done, *exc.stored],
-                            [*exc.not_stored, *(j.id for j in unsent)], exc.maybe_stored,
-                            lambda: self.create([j for j in jobs if j.id in unknown], chunk, repeated=True))
 
     def create_batches(self, batches: Sequence[NewBatch], jobs: Sequence[NewJob], chunk: int = 1000,
                        repeated: bool = False) -> None:

@@ -7,6 +7,7 @@ fixtures below stand in for the session's single servers)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -19,10 +20,11 @@ from typing import Any, Callable, Iterator
 import pytest
 import redis
 
-from taskfire import Cron, Taskfire
+from taskfire import AsyncTaskfire, Cron, Enqueued, Taskfire
 from taskfire.storage.shards import index_of
 from tests import ha_jobs, jobs
 from tests.conftest import report, traces, wait_for
+from tests.integration.test_async_client import run
 from tests.integration.test_controls import (  # noqa: F401 - collected here, on the cluster
     test_a_mutex_never_lets_two_runs_overlap_across_workers,
     test_a_unique_key_returns_the_pending_job_instead_of_a_duplicate,
@@ -392,3 +394,131 @@ def test_a_shards_slot_moved_to_another_primary_under_load_loses_no_job_and_runs
     report(f"cluster reshard under load: shard 1's slot ({moved} keys) moved to another primary key by key in "
            f"{took:.2f} s while 600 jobs ran; {len(jobs_)} jobs, each run once, 0 lost; an enqueue made "
            f"half-way stored its 3 jobs once the move was done")
+
+
+# -- AsyncTaskfire on the cluster -------------------------------------------------------
+# The asyncio client places jobs by the sync client's rules and routes every call by the
+# id's shard (taskfire/storage/aio_shards.py). The cluster may have grown a primary, and
+# lost one to a failover, in the tests above: these count the shards the store has.
+
+
+def evenly_over(ids: list[str], n: int) -> bool:
+    per_shard = Counter(index_of(i, n) for i in ids)
+    return sorted(per_shard) == list(range(n)) and max(per_shard.values()) - min(per_shard.values()) <= 1
+
+
+def test_an_async_client_spreads_jobs_over_every_shard_and_awaits_their_outcomes(tf, start_worker):
+    # Given a worker, and an async client on the cluster
+    n = len(tf.storage.shards)
+    start_worker("--threads", "8")
+
+    async def body(atf: AsyncTaskfire) -> Any:
+        # it finds the shards the sync client registered
+        assert [s.keys.prefix for s in atf.storage.shards] == [s.keys.prefix for s in tf.storage.shards]
+        # When it enqueues one at a time, from many tasks at once, and in bulk
+        one = [await atf.enqueue(jobs.add, i, 1) for i in range(2 * n)]
+        together = list(await asyncio.gather(*(atf.enqueue(jobs.add, i, 2) for i in range(2 * n))))
+        many = await atf.enqueue_many(jobs.add, [(i, 3) for i in range(30 * n)])
+        stored = await atf.get_jobs(many)
+        outcomes = await asyncio.gather(*(atf.wait(i, timeout=30) for i in [*one, *together, *many]))
+        return one, together, many, stored, outcomes
+
+    started = time.monotonic()
+    one, together, many, stored, outcomes = run(tf, body)
+    # Then each way spread its jobs evenly over every shard, the bulk call split by shard
+    assert evenly_over(one, n) and evenly_over(together, n) and evenly_over(many, n)
+    assert all(j is not None and j.id == i for i, j in zip(many, stored, strict=True))
+    # And the worker ran them all, each outcome awaited in its own shard
+    assert {o.state for o in outcomes} == {"Succeeded"}
+    expected = [i + 1 for i in range(2 * n)] + [i + 2 for i in range(2 * n)] + [i + 3 for i in range(30 * n)]
+    assert [o.result for o in outcomes] == expected
+    assert all_succeeded(tf, [*one, *together, *many])  # the sync client reads the same records
+    report(f"cluster, AsyncTaskfire: {len(outcomes)} jobs over {n} shards enqueued and awaited in "
+           f"{time.monotonic() - started:.2f} s")
+
+
+def test_async_continuations_and_batches_live_with_their_parent_and_run_after_it(tf, start_worker):
+    n = len(tf.storage.shards)
+    start_worker("--threads", "4")  # (at least as many as shards: one until_cancelled job runs in each)
+
+    async def body(atf: AsyncTaskfire) -> Any:
+        # Given a parent job in every shard, and a continuation of each
+        parents = [await atf.enqueue(jobs.sleep_for, 0.1) for _ in range(n)]
+        afters = [await atf.continue_with(p, jobs.echo, p) for p in parents]
+        # and a batch, with a nested batch and a continuation
+        async with atf.batch() as b:
+            members = [b.enqueue(jobs.add, i, 1) for i in range(10)]
+            with b.batch() as inner:
+                nested = [inner.enqueue(jobs.add, i, 2) for i in range(3)]
+        batch_after = await atf.continue_batch_with(b.id, jobs.echo, "after the batch")
+        done = [await atf.wait(i, timeout=30) for i in [*afters, batch_after]]
+        batch = await atf.wait_batch(b.id, timeout=30)
+        return parents, afters, b.id, [*members, *nested, inner.id], batch_after, done, batch, \
+            await atf.get_jobs(parents)
+
+    parents, afters, batch_id, members, batch_after, done, batch, parent_jobs = run(tf, body)
+    # Then each continuation is in its parent's shard, and ran after it, with its result
+    assert {index_of(p, n) for p in parents} == set(range(n))
+    assert [index_of(a, n) for a in afters] == [index_of(p, n) for p in parents]
+    assert [d.state for d in done] == ["Succeeded"] * (n + 1)
+    assert [d.result for d in done[:n]] == parents
+    assert all(d.started_at >= p.finished_at for d, p in zip(done, parent_jobs, strict=False))
+    # And a batch's members, nested batch and continuation are all in the batch's shard
+    assert {index_of(i, n) for i in [*members, batch_after]} == {index_of(batch_id, n)}
+    assert (batch.state, batch.succeeded) == ("Finished", 11)
+    assert done[-1].started_at >= batch.finished_at
+    # And a running job in any shard is asked to stop by an async cancel (the flag is
+    # written under WATCH in its shard's slot)
+    running = tf.enqueue_many(jobs.until_cancelled, [() for _ in range(n)])
+    assert {index_of(i, n) for i in running} == set(range(n))
+    wait_for(lambda: {j.state for j in tf.get_jobs(running)} == {"Processing"}, 20, "the jobs to run")
+
+    async def cancel(atf: AsyncTaskfire) -> Any:
+        return [await atf.cancel(i) for i in running], [await atf.wait(i, timeout=20) for i in running]
+
+    asked, stopped = run(tf, cancel)
+    assert asked == [True] * n and {(j.state, j.reason) for j in stopped} == {
+        ("Deleted", "Cancelled by request: the job stopped")}
+
+
+def test_an_async_tied_job_lands_in_the_shard_the_sync_client_would_use(tf):
+    n = len(tf.storage.shards)
+
+    async def body(atf: AsyncTaskfire) -> Any:
+        invoices = [await atf.enqueue(jobs.send_invoice, k) for k in range(12)]  # unique per invoice
+        mutexed = [await atf.enqueue(jobs.sync_customer, c, 0) for c in range(12)]  # a mutex per customer
+        return invoices, mutexed
+
+    invoices, mutexed = run(tf, body)
+    assert len({index_of(i, n) for i in invoices}) > 1  # the keys spread over the shards
+    # The sync client, enqueueing the same invoices, finds each one pending (its
+    # uniqueness key is only seen by a script in the same shard)
+    assert [tf.enqueue(jobs.send_invoice, k) for k in range(12)] == invoices
+    # and puts each customer's job in the shard the async client chose
+    assert [index_of(tf.enqueue(jobs.sync_customer, c, 0), n) for c in range(12)] == [index_of(i, n) for i in mutexed]
+
+
+def test_async_verbs_on_a_cluster_reach_each_job_in_its_shard(tf, cluster):
+    n = len(tf.storage.shards)
+    for node in cluster.primaries():  # the async client loads the library where it is missing
+        node.client.function_flush()
+
+    async def body(atf: AsyncTaskfire) -> Any:
+        # Given a scheduled job in every shard
+        ids = [await atf.schedule(jobs.echo, 3600, i) for i in range(n)]
+        for i, job_id in enumerate(ids):
+            await atf.set_job_param(job_id, "tenant", {"id": i})
+        params = [await atf.get_job_param(i, "tenant") for i in ids]
+        moved = [await atf.change_state(i, Enqueued(reason="now"), "Scheduled") for i in ids]
+        requeued = [await atf.requeue(i) for i in ids]
+        cancelled = [await atf.cancel(i) for i in ids]
+        again = [await atf.cancel(i) for i in ids]  # Deleted, not running: the WATCH path says no
+        deleted = [await atf.delete(i) for i in [await atf.enqueue(jobs.echo, i) for i in range(n)]]
+        return ids, params, moved, requeued, cancelled, again, deleted, await atf.get_jobs(ids)
+
+    ids, params, moved, requeued, cancelled, again, deleted, read = run(tf, body)
+    assert {index_of(i, n) for i in ids} == set(range(n))
+    assert params == [{"id": i} for i in range(n)]
+    assert moved == requeued == cancelled == deleted == [True] * n and again == [False] * n
+    assert [j.state for j in read] == ["Deleted"] * n
+    assert [tf.get_job(i).params for i in ids] == [{"tenant": {"id": i}} for i in range(n)]  # type: ignore[union-attr]

@@ -88,10 +88,12 @@ def test_ids_sort_by_creation_time_and_differ():
     assert ids == sorted(ids, key=lambda i: i[:12])
 
 
-def test_the_asyncio_client_names_what_it_cannot_reach():
+def test_the_asyncio_client_on_a_cluster_checks_its_prefix_as_the_sync_one_does():
+    # (it reaches a cluster: tests/system/test_cluster.py; a prefix without a hash tag is
+    # refused before any connection, as the sync client refuses it)
     from taskfire import AsyncTaskfire
 
-    with pytest.raises(ConfigError, match="AsyncTaskfire does not reach a Redis Cluster yet; use Taskfire"):
-        AsyncTaskfire("redis+cluster://127.0.0.1:1", prefix="{t}:")
+    with pytest.raises(ConfigError, match="has no hash tag"):
+        AsyncTaskfire("redis+cluster://127.0.0.1:1", prefix="t:")
     with pytest.raises(ConfigError, match="unknown scheme 'http'"):
         AsyncTaskfire("http://127.0.0.1:1", prefix="t:")
