@@ -121,7 +121,8 @@ class AsyncStorage(AsyncShardRouting):
         says so to the scripts (`calls(repeated)`), so none creates a job twice. (Script
         calls are never repeated by redis-py here, on a cluster either: aio_scripts.py.)"""
         deadline = time.monotonic() + self.timeout
-        for attempt in range(3):
+        attempt = 0
+        while True:  # (retry_pause ends it)
             try:
                 replies = await scripts.run(calls(attempt > 0), transaction=transaction,
                                             replicas=self.wait_replicas, wait_timeout_ms=self.wait_timeout_ms,
@@ -131,9 +132,9 @@ class AsyncStorage(AsyncShardRouting):
                 if pause is None:
                     raise enqueue_error(groups, [exc] * len(groups), retry, self.timeout) from exc
                 await asyncio.sleep(pause)
+                attempt += 1
                 continue
             return created_replies(replies, groups, retry, self.wait_replicas, self.wait_timeout_ms, self.timeout)
-        raise AssertionError("unreachable")
 
     # -- changing state ------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from .library import FUNCTIONS, LIBRARY
 from .scripts import (
     CLUSTER_CHANGES,
     Call,
+    SlotMoving,
     frame,
     load_refused,
     take_replies,
@@ -208,8 +209,7 @@ class AsyncNodeScripts(AsyncScripts):
             node.release(conn)
         if any(isinstance(r, CLUSTER_CHANGES) for r in replies):
             self.slot_moved()
-            raise redis.ConnectionError("a Redis Cluster node answered that taskfire's slot moved or is moving; "
-                                        "try again")
+            raise SlotMoving()
         return replies
 
     def slot_moved(self) -> None:

@@ -39,6 +39,17 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.Ti
 CLUSTER_CHANGES = (MovedError, AskError, ClusterDownError, TryAgainError, ClusterError)
 
 
+class SlotMoving(redis.ConnectionError):
+    """A Redis Cluster node answered that a shard's slot moved to another node or is being
+    moved (MOVED, ASK, TRYAGAIN, CLUSTERDOWN): the call did not run there, and runs once
+    the cluster client has relearnt the slots, or the move is done. A failover or a
+    resharding takes seconds, so callers that retry a dropped connection once or twice
+    retry this until their timeout (store.retry_pause)."""
+
+    def __init__(self) -> None:
+        super().__init__("a Redis Cluster node answered that taskfire's slot moved or is moving; try again")
+
+
 def declared_keys(keys: Keys) -> tuple[str, str]:
     """The keys every script call declares (the scripts read their keys from the prefix,
     not from KEYS). The `queues` set routes a call to the shard's slot on a cluster. The
@@ -188,8 +199,7 @@ class Scripts:
         replies, acked, moved = unframe(raw, transaction, replicas, before)
         if moved:
             self.slot_moved()
-            raise redis.ConnectionError("a Redis Cluster node answered that taskfire's slot moved or is moving; "
-                                         "try again")
+            raise SlotMoving()
         return replies, acked
 
     def send(self, *command: Any) -> Any:

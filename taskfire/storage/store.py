@@ -40,7 +40,7 @@ from .keys import Keys
 from .monitor import Monitor
 from .monitor_shards import ShardedMonitor
 from .recurring import RecurringStore
-from .scripts import TRANSIENT_ERRORS, Call, Scripts, block_seconds
+from .scripts import TRANSIENT_ERRORS, Call, Scripts, SlotMoving, block_seconds
 from .routing import REFRESH_S, ShardRouting
 from .shards import Placer, Shard, register_shards
 from .wire import Applied, Fetch, FetchRequest, NewBatch, NewJob, Transition
@@ -138,11 +138,15 @@ def enqueue_error(groups: Sequence[Sequence[NewJob]], replies: Sequence[Any],
 
 def retry_pause(exc: BaseException, attempt: int, deadline: float) -> float | None:
     """How long to wait before sending creating calls again after `exc` (sync or asyncio):
-    a dropped connection is retried twice, while the timeout allows; None gives up."""
-    pause = 0.05 * (attempt + 1)
-    if isinstance(exc, TRANSIENT_ERRORS) and attempt < 2 and time.monotonic() + pause < deadline:
-        return pause
-    return None
+    a dropped connection is retried twice, a cluster slot on the move (a failover, a
+    resharding: seconds) until the timeout, pauses growing to 0.5 s; None gives up."""
+    if isinstance(exc, SlotMoving):
+        pause = min(0.05 * 2 ** attempt, 0.5)
+    elif isinstance(exc, TRANSIENT_ERRORS) and attempt < 2:
+        pause = 0.05 * (attempt + 1)
+    else:
+        return None
+    return pause if time.monotonic() + pause < deadline else None
 
 
 def created_replies(replies: list[Any], groups: Sequence[Sequence[NewJob]], retry: Callable[[list[NewJob]], object],
@@ -274,12 +278,14 @@ class Storage(ShardRouting):
                            transaction: bool = False) -> list[Any]:
         """Runs calls that create the jobs of `groups` (one group per call) and nothing
         twice when repeated (`calls(repeated)` says so to the scripts): after a dropped
-        connection they are sent again, twice at most, within the timeout. With
+        connection they are sent again, twice at most, within the timeout (after a
+        cluster slot on the move, until the timeout: retry_pause). With
         wait_replicas, until the replicas have the jobs. If not every call was stored,
         raises EnqueueError saying which jobs were, were not, or may have been, with
         `retry` (given the jobs not known to be stored) to send them again."""
         deadline = time.monotonic() + self.timeout
-        for attempt in range(3):
+        attempt = 0
+        while True:  # (retry_pause ends it)
             try:
                 # A cluster client repeats a command whose connection failed on its own,
                 # so there every call may be a repeat.
@@ -291,9 +297,9 @@ class Storage(ShardRouting):
                 if pause is None:
                     raise enqueue_error(groups, [exc] * len(groups), retry, self.timeout) from exc
                 time.sleep(pause)
+                attempt += 1
                 continue
             return created_replies(replies, groups, retry, self.wait_replicas, self.wait_timeout_ms, self.timeout)
-        raise AssertionError("unreachable")
 
     # -- changing state ------------------------------------------------------------
 

@@ -371,29 +371,40 @@ def test_a_shards_slot_moved_to_another_primary_under_load_loses_no_job_and_runs
                                                                                          [(0.01,)] * 3)))
         enqueue.start()
         during["enqueue"] = enqueue
+
+        async def enqueue_async() -> None:
+            async with AsyncTaskfire(cluster.url, prefix=prefix, timeout=60) as atf:
+                during["async_ids"] = await atf.enqueue_many(ha_jobs.note_run, [(0.01,)] * 3)
+
+        enqueue_async_thread = threading.Thread(target=lambda: asyncio.run(enqueue_async()))
+        enqueue_async_thread.start()
+        during["enqueue_async"] = enqueue_async_thread
         wait_for(lambda: sum(1 for t, i in read_runs(runs_file) if t > during["at"] and index_of(i, n) != 1) >= 10,
                  30, "the other shards' jobs to go on while the slot is half moved")
         wait_for(lambda: shard_calls() >= calls + 50, 30, "workers and the client to call on the half-moved shard")
         during["waiting"] = enqueue.is_alive()  # its shard 1 part cannot be stored yet
+        during["async_waiting"] = enqueue_async_thread.is_alive()
 
     started = time.monotonic()
     moved = move_slot(cluster, slot, source, target, halfway)
     took = time.monotonic() - started
     # Then the enqueue made half-way waited for the move and stored its jobs, one per shard
     during["enqueue"].join(60)
+    during["enqueue_async"].join(60)
     patient.close()
-    assert during["waiting"], "the enqueue made half-way was stored before the move was done"
-    assert sorted(index_of(i, n) for i in during.get("ids", [])) == [0, 1, 2], "the enqueue during the move failed"
+    assert during["waiting"] and during["async_waiting"], "an enqueue made half-way was stored before the move was done"
+    for ids in (during.get("ids", []), during.get("async_ids", [])):
+        assert sorted(index_of(i, n) for i in ids) == [0, 1, 2], "an enqueue made during the move failed"
     assert cluster.owner(shard.keys.queues) is target
     # And every job runs, exactly once: none lost with a half-run script, none run again
     # because its outcome was refused
-    jobs_ = backlog + during["ids"]
+    jobs_ = backlog + during["ids"] + during["async_ids"]
     wait_for(lambda: all_succeeded(tf, jobs_), 60, "every job to succeed")
     runs = Counter(i for _, i in read_runs(runs_file))
     assert [i for i in jobs_ if runs[i] != 1] == []
     report(f"cluster reshard under load: shard 1's slot ({moved} keys) moved to another primary key by key in "
-           f"{took:.2f} s while 600 jobs ran; {len(jobs_)} jobs, each run once, 0 lost; an enqueue made "
-           f"half-way stored its 3 jobs once the move was done")
+           f"{took:.2f} s while 600 jobs ran; {len(jobs_)} jobs, each run once, 0 lost; a sync and an async "
+           f"enqueue made half-way stored their 3 jobs each once the move was done")
 
 
 # -- AsyncTaskfire on the cluster -------------------------------------------------------
