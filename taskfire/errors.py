@@ -75,6 +75,7 @@ class EnqueueError(TaskfireError):
 
     def __init__(self, problem: str, stored: list[str], not_stored: list[str], maybe_stored: list[str],
                  retry: Callable[[], object]) -> None:
+        self.problem = problem
         self.stored = stored
         self.not_stored = not_stored
         self.maybe_stored = maybe_stored

@@ -74,7 +74,7 @@ def partly_created(exc: EnqueueError, done: list[str], unsent: list[NewJob], job
     shards before it stored theirs, those after it were not sent (sync or asyncio).
     `retry` gets the jobs not known to be stored."""
     unknown = {*exc.not_stored, *exc.maybe_stored, *(j.id for j in unsent)}
-    return EnqueueError(str(exc).partition(": ")[2] or str(exc), [*done, *exc.stored],
+    return EnqueueError(exc.problem, [*done, *exc.stored],
                         [*exc.not_stored, *(j.id for j in unsent)], exc.maybe_stored,
                         lambda: retry([j for j in jobs if j.id in unknown]))
 

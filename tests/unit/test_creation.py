@@ -97,3 +97,16 @@ def test_the_asyncio_client_on_a_cluster_checks_its_prefix_as_the_sync_one_does(
         AsyncTaskfire("redis+cluster://127.0.0.1:1", prefix="t:")
     with pytest.raises(ConfigError, match="unknown scheme 'http'"):
         AsyncTaskfire("http://127.0.0.1:1", prefix="t:")
+
+
+def test_an_enqueue_split_over_shards_that_failed_in_one_says_so_once():
+    from taskfire.errors import EnqueueError
+    from taskfire.storage.store import partly_created
+    from taskfire.storage.wire import NewJob
+
+    jobs_ = [NewJob(f"id{k}~{k}", "billing:charge", b"", "default") for k in range(3)]
+    inner = EnqueueError("Redis is unavailable (the slot moved)", [], [], ["id1~1"], lambda: None)
+    error = partly_created(inner, ["id0~0"], [jobs_[2]], jobs_, lambda rest: rest)
+    assert (error.stored, error.not_stored, error.maybe_stored) == (["id0~0"], ["id2~2"], ["id1~1"])
+    assert str(error).count("e.retry()") == 1 and str(error).count("Redis is unavailable") == 1
+    assert [j.id for j in error.retry()] == ["id1~1", "id2~2"]
