@@ -49,7 +49,8 @@ class ReplicatedCluster:
     def __init__(self, home: Path) -> None:
         self.nodes = [RedisProcess(home, ["cluster-enabled yes", "cluster-config-file nodes.conf",
                                           f"cluster-port {free_port()}", "cluster-node-timeout 1000",
-                                          "appendonly no", "maxmemory-policy noeviction"]) for _ in range(6)]
+                                          "appendonly no", "maxmemory-policy noeviction",
+                                          "repl-diskless-sync-delay 0"]) for _ in range(6)]
         subprocess.run([REDIS_CLI or "redis-cli", "--cluster", "create",
                         *(f"127.0.0.1:{n.port}" for n in self.nodes), "--cluster-replicas", "1",
                         "--cluster-yes"], check=True, capture_output=True, timeout=60)
@@ -72,10 +73,13 @@ class ReplicatedCluster:
         return [n for n in self.alive() if self.role(n) == "master"]
 
     def replica_of(self, primary: RedisProcess) -> RedisProcess | None:
+        """A replica of `primary` that holds its data: its link up (a replica that has
+        not synced yet, the first seconds after it is made one, has nothing to take over)."""
         for n in self.alive():
-            if n is not primary and self.role(n) == "slave" and n.client.info("replication").get(
-                    "master_port") == primary.port:
-                return n
+            if n is not primary and self.role(n) == "slave":
+                replication = n.client.info("replication")
+                if replication.get("master_port") == primary.port and replication.get("master_link_status") == "up":
+                    return n
         return None
 
     def owner(self, key: str) -> RedisProcess:
