@@ -13,14 +13,18 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from concurrent.futures import wait as futures_wait
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from taskfire import Cron, Taskfire
-from taskfire.storage.shards import index_of
+from taskfire.storage.fanout import ShardWaiter
+from taskfire.storage.shards import Shard, index_of, shard_prefix
 from tests import jobs
 from tests.conftest import report, traces, wait_for
 from tests.integration.test_controls import (  # noqa: F401 - collected here, on the cluster
@@ -321,3 +325,28 @@ def test_a_primary_killed_under_load_loses_no_acknowledged_job(tf, cluster, star
     waiting = [i for i in early if i not in started]
     assert early and not waiting, (f"{len(waiting)} of the {len(early)} jobs of the other shards acknowledged in "
                                    f"the outage's first half did not start before the promotion")
+
+
+def test_a_shard_that_cannot_take_its_token_does_not_keep_the_others_waiting(tmp_path):
+    # Given a worker's wait over three shards on three servers, woken by the first
+    # (clients that do not retry a refused connection for seconds, as the cluster's do not)
+    servers = [RedisProcess(tmp_path, []) for _ in range(3)]
+    clients = [redis.Redis(port=s.port, socket_timeout=5, retry=Retry(NoBackoff(), 0)) for s in servers]
+    shards = [Shard(i, c, None, f"redis://127.0.0.1:{s.port}", shard_prefix("{w}:", i))
+              for i, (s, c) in enumerate(zip(servers, clients, strict=True))]
+    waiter = ShardWaiter(shards, clients[0])
+    try:
+        keys = [shards[0].keys.worker_wake("w")]
+        servers[0].client.lpush(keys[0], "1")
+        assert waiter.wait(keys, 60) == 0  # the other two shards' blocks go on
+        # When the second shard's server is gone before their blocks are ended
+        servers[1].kill()
+        waiter.end_others()
+        # Then the third shard's block is ended all the same (it would block a minute)
+        done, blocking = futures_wait(waiter.pending, timeout=20)
+        assert not blocking, "a shard's block was not ended"
+        assert [f.result() for f in done if f.exception() is None] == [True]
+    finally:
+        waiter.close()
+        for s in servers:
+            s.kill()
