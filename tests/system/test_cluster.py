@@ -25,7 +25,7 @@ from redis.retry import Retry
 from taskfire import Cron, Taskfire
 from taskfire.storage.fanout import ShardWaiter
 from taskfire.storage.shards import Shard, index_of, shard_prefix
-from tests import jobs
+from tests import ha_jobs, jobs
 from tests.conftest import report, traces, wait_for
 from tests.integration.test_controls import (  # noqa: F401 - collected here, on the cluster
     test_a_mutex_never_lets_two_runs_overlap_across_workers,
@@ -325,6 +325,35 @@ def test_a_primary_killed_under_load_loses_no_acknowledged_job(tf, cluster, star
     waiting = [i for i in early if i not in started]
     assert early and not waiting, (f"{len(waiting)} of the {len(early)} jobs of the other shards acknowledged in "
                                    f"the outage's first half did not start before the promotion")
+
+
+def test_a_later_job_of_another_shard_starts_long_before_a_flooded_shard_is_drained(tf, start_worker, tmp_path):
+    # Given 1000 jobs of the high-priority queue, all in one shard (a batch's members
+    # live with it), that take at least 5 s to drain on the worker's 4 threads
+    runs_file = tmp_path / "runs.txt"
+    runs_file.touch()
+    flood = 1000
+    bulk = ha_jobs.note_run.options(queue="bulk")
+    with tf.batch() as b:
+        members = [b.enqueue(bulk, 0.02) for _ in range(flood)]
+    n = len(tf.storage.shards)
+    flooded = index_of(b.id, n)
+    assert {index_of(i, n) for i in members} == {flooded}
+    start_worker("--queues", "bulk,low", "--threads", "4", modules=("tests.ha_jobs",),
+                 env={"TASKFIRE_TEST_RUNS_FILE": str(runs_file)})
+    wait_for(lambda: len(read_runs(runs_file)) >= 20, 30, "the worker to work through the flooded shard")
+    # When a job of the low-priority queue is enqueued later into each other shard
+    late = tf.enqueue_many(ha_jobs.note_run.options(queue="low"), [(0,)] * (n - 1))
+    assert {index_of(i, n) for i in late} == set(range(n)) - {flooded}
+    # Then each starts while most of the flooded shard's backlog is still waiting: the
+    # worker visits every shard in turn, however long one shard's backlog is
+    wait_for(lambda: set(late) <= {i for _, i in read_runs(runs_file)}, 30, "the later jobs to start")
+    order = [i for _, i in read_runs(runs_file)]
+    last = max(order.index(i) for i in late)
+    waiting = flood - len(set(order[:last]) & set(members))
+    report(f"cluster fairness: {waiting} of {flood} jobs of a flooded shard had not started when the later "
+           f"low-priority jobs of the {n - 1} other shards had all started")
+    assert waiting >= flood // 2, f"only {waiting} of {flood} jobs of the flooded shard were left"
 
 
 def test_a_shard_that_cannot_take_its_token_does_not_keep_the_others_waiting(tmp_path):
