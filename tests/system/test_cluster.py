@@ -356,6 +356,68 @@ def test_a_later_job_of_another_shard_starts_long_before_a_flooded_shard_is_drai
     assert waiting >= flood // 2, f"only {waiting} of {flood} jobs of the flooded shard were left"
 
 
+def _rejoin(node: RedisProcess) -> None:
+    """Starts a killed cluster node again, with its config and nodes.conf: the cluster
+    tells it that its slots went to its replica, and it becomes that one's replica."""
+    node.process = subprocess.Popen([REDIS_SERVER or "redis-server", str(node.home / "redis.conf")], cwd=node.home,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for(node._answers, 20, "the node to start again")
+
+
+def test_outcomes_wait_for_a_shard_without_primary_and_the_other_shards_are_stored_meanwhile(
+        tf, cluster, start_worker, tmp_path):
+    # Given a worker running a job of every shard three times over, each until the test
+    # says (leases long enough that none lapses while a shard is away)
+    n = len(tf.storage.shards)
+    runs_file, gate = tmp_path / "runs.txt", tmp_path / "gate"
+    runs_file.touch()
+    worker = start_worker("--threads", str(3 * n), modules=("tests.ha_jobs",),
+                          env={"TASKFIRE_TEST_RUNS_FILE": str(runs_file), "TASKFIRE_LEASE_TIMEOUT": "60"})
+    ids = tf.enqueue_many(ha_jobs.note_run_until, [(str(gate),)] * (3 * n))
+    wait_for(lambda: {i for _, i in read_runs(runs_file)} == set(ids), 30, "every job to start")
+    # (the home shard keeps the servers' heartbeats: another shard's primary goes)
+    candidates = [k for k in range(1, n) if cluster.replica_of(cluster.owner(tf.storage.shards[k].keys.queues))]
+    assert candidates, "no shard but the home one has a primary with a replica"
+    down = candidates[0]
+    victim = cluster.owner(tf.storage.shards[down].keys.queues)
+    replica = cluster.replica_of(victim)
+    assert replica is not None
+    held = [i for i in ids if index_of(i, n) == down]
+    others = [i for i in ids if index_of(i, n) != down]
+    # The other primaries serve their slots with one missing, and the replica waits for
+    # the test's word: the shard stays without a primary until the test ends it
+    nodes = cluster.alive()
+    try:
+        for node in nodes:
+            node.client.config_set("cluster-require-full-coverage", "no")
+        replica.client.config_set("cluster-replica-no-failover", "yes")
+        # When the shard's primary is killed and then every job ends
+        victim.kill()
+        gate.touch()
+        # Then the other shards' outcomes are stored while that shard has no primary
+        wait_for(lambda: all_succeeded(tf, others), 30, "the other shards' jobs to succeed")
+        assert cluster.role(replica) == "slave", "the shard's replica was promoted before the check"
+        # And once its replica takes over, the shard's kept outcomes are stored too
+        replica.client.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+        wait_for(lambda: cluster.role(replica) == "master", 30, "the replica to take over")
+        keys = tf.storage.shards[down].keys  # (read on the new primary itself: no client's slot map in the way)
+        wait_for(lambda: [replica.client.hget(keys.job(i), "state") for i in held] == [b"Succeeded"] * len(held), 60,
+                 "the jobs of the shard that was away to succeed")
+        # And no job was lost or ran twice
+        assert Counter(i for _, i in read_runs(runs_file)) == Counter(ids)
+        assert worker.proc.poll() is None
+    finally:  # the cluster as it was: every primary with a replica, for the tests after this one
+        if victim.process.poll() is not None:
+            if cluster.role(replica) != "master":  # (the test failed before the takeover)
+                replica.client.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+                wait_for(lambda: cluster.role(replica) == "master", 30, "the replica to take over")
+            _rejoin(victim)
+            wait_for(lambda: cluster.replica_of(replica) is victim, 60, "the old primary to rejoin as a replica")
+        replica.client.config_set("cluster-replica-no-failover", "no")
+        for node in nodes:
+            node.client.config_set("cluster-require-full-coverage", "yes")
+
+
 def test_a_shard_that_cannot_take_its_token_does_not_keep_the_others_waiting(tmp_path):
     # Given a worker's wait over three shards on three servers, woken by the first
     # (clients that do not retry a refused connection for seconds, as the cluster's do not)
