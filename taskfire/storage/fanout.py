@@ -19,7 +19,7 @@ from typing import Collection, Sequence
 
 import redis
 
-from .scripts import block_seconds
+from .scripts import TRANSIENT_ERRORS, block_seconds
 from .shards import Shard
 from .wire import Fetch
 
@@ -75,10 +75,19 @@ class ShardWaiter:
     def end_others(self) -> None:
         """Ends the blocks the last wait left running (called once the worker fetched, so
         that the fetch is not held up by it). A block that timed out meanwhile leaves
-        the token for the next wait, which then wakes once for nothing."""
+        the token for the next wait, which then wakes once for nothing.
+
+        A shard that cannot take its token (its primary failing over) is passed by, not
+        raised: the shards after it would keep blocking, and the next wait would sit out
+        their timeout; and a raise here, after a fetch, would drop the jobs it took. Its
+        own block fails or times out by itself, and the next wait collects it. Shards are
+        tried in order, so a run does not depend on a set's order."""
         to_end, self.to_end = self.to_end, []
-        for shard, own in to_end:
-            shard.scripts.send("LPUSH", own, "1")
+        for shard, own in sorted(to_end, key=lambda pair: pair[0].index):
+            try:
+                shard.scripts.send("LPUSH", own, "1")
+            except TRANSIENT_ERRORS:
+                continue
 
     @staticmethod
     def _block(shard: Shard, keys: list[str], timeout: float) -> bool:

@@ -14,14 +14,18 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from concurrent.futures import wait as futures_wait
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from taskfire import AsyncTaskfire, Cron, Enqueued, Taskfire
-from taskfire.storage.shards import index_of
+from taskfire.storage.fanout import ShardWaiter
+from taskfire.storage.shards import Shard, index_of, shard_prefix
 from tests import ha_jobs, jobs
 from tests.conftest import report, traces, wait_for
 from tests.integration.test_async_client import run
@@ -51,7 +55,8 @@ class ReplicatedCluster:
     def __init__(self, home: Path) -> None:
         self.nodes = [RedisProcess(home, ["cluster-enabled yes", "cluster-config-file nodes.conf",
                                           f"cluster-port {free_port()}", "cluster-node-timeout 1000",
-                                          "appendonly no", "maxmemory-policy noeviction"]) for _ in range(6)]
+                                          "appendonly no", "maxmemory-policy noeviction",
+                                          "repl-diskless-sync-delay 0"]) for _ in range(6)]
         subprocess.run([REDIS_CLI or "redis-cli", "--cluster", "create",
                         *(f"127.0.0.1:{n.port}" for n in self.nodes), "--cluster-replicas", "1",
                         "--cluster-yes"], check=True, capture_output=True, timeout=60)
@@ -74,10 +79,13 @@ class ReplicatedCluster:
         return [n for n in self.alive() if self.role(n) == "master"]
 
     def replica_of(self, primary: RedisProcess) -> RedisProcess | None:
+        """A replica of `primary` that holds its data: its link up (a replica that has
+        not synced yet, the first seconds after it is made one, has nothing to take over)."""
         for n in self.alive():
-            if n is not primary and self.role(n) == "slave" and n.client.info("replication").get(
-                    "master_port") == primary.port:
-                return n
+            if n is not primary and self.role(n) == "slave":
+                replication = n.client.info("replication")
+                if replication.get("master_port") == primary.port and replication.get("master_link_status") == "up":
+                    return n
         return None
 
     def owner(self, key: str) -> RedisProcess:
@@ -533,3 +541,119 @@ def test_async_verbs_on_a_cluster_reach_each_job_in_its_shard(tf, cluster):
     assert moved == requeued == cancelled == deleted == [True] * n and again == [False] * n
     assert [j.state for j in read] == ["Deleted"] * n
     assert [tf.get_job(i).params for i in ids] == [{"tenant": {"id": i}} for i in range(n)]  # type: ignore[union-attr]
+
+
+def test_a_later_job_of_another_shard_starts_long_before_a_flooded_shard_is_drained(tf, start_worker, tmp_path):
+    # Given 1000 jobs of the high-priority queue, all in one shard (a batch's members
+    # live with it), that take at least 5 s to drain on the worker's 4 threads
+    runs_file = tmp_path / "runs.txt"
+    runs_file.touch()
+    flood = 1000
+    bulk = ha_jobs.note_run.options(queue="bulk")
+    with tf.batch() as b:
+        members = [b.enqueue(bulk, 0.02) for _ in range(flood)]
+    n = len(tf.storage.shards)
+    flooded = index_of(b.id, n)
+    assert {index_of(i, n) for i in members} == {flooded}
+    start_worker("--queues", "bulk,low", "--threads", "4", modules=("tests.ha_jobs",),
+                 env={"TASKFIRE_TEST_RUNS_FILE": str(runs_file)})
+    wait_for(lambda: len(read_runs(runs_file)) >= 20, 30, "the worker to work through the flooded shard")
+    # When a job of the low-priority queue is enqueued later into each other shard
+    late = tf.enqueue_many(ha_jobs.note_run.options(queue="low"), [(0,)] * (n - 1))
+    assert {index_of(i, n) for i in late} == set(range(n)) - {flooded}
+    # Then each starts while most of the flooded shard's backlog is still waiting: the
+    # worker visits every shard in turn, however long one shard's backlog is
+    wait_for(lambda: set(late) <= {i for _, i in read_runs(runs_file)}, 30, "the later jobs to start")
+    order = [i for _, i in read_runs(runs_file)]
+    last = max(order.index(i) for i in late)
+    waiting = flood - len(set(order[:last]) & set(members))
+    report(f"cluster fairness: {waiting} of {flood} jobs of a flooded shard had not started when the later "
+           f"low-priority jobs of the {n - 1} other shards had all started")
+    assert waiting >= flood // 2, f"only {waiting} of {flood} jobs of the flooded shard were left"
+
+
+def _rejoin(node: RedisProcess) -> None:
+    """Starts a killed cluster node again, with its config and nodes.conf: the cluster
+    tells it that its slots went to its replica, and it becomes that one's replica."""
+    node.process = subprocess.Popen([REDIS_SERVER or "redis-server", str(node.home / "redis.conf")], cwd=node.home,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for(node._answers, 20, "the node to start again")
+
+
+def test_outcomes_wait_for_a_shard_without_primary_and_the_other_shards_are_stored_meanwhile(
+        tf, cluster, start_worker, tmp_path):
+    # Given a worker running a job of every shard three times over, each until the test
+    # says (leases long enough that none lapses while a shard is away)
+    n = len(tf.storage.shards)
+    runs_file, gate = tmp_path / "runs.txt", tmp_path / "gate"
+    runs_file.touch()
+    worker = start_worker("--threads", str(3 * n), modules=("tests.ha_jobs",),
+                          env={"TASKFIRE_TEST_RUNS_FILE": str(runs_file), "TASKFIRE_LEASE_TIMEOUT": "60"})
+    ids = tf.enqueue_many(ha_jobs.note_run_until, [(str(gate),)] * (3 * n))
+    wait_for(lambda: {i for _, i in read_runs(runs_file)} == set(ids), 30, "every job to start")
+    # (the home shard keeps the servers' heartbeats: another shard's primary goes)
+    candidates = [k for k in range(1, n) if cluster.replica_of(cluster.owner(tf.storage.shards[k].keys.queues))]
+    assert candidates, "no shard but the home one has a primary with a replica"
+    down = candidates[0]
+    victim = cluster.owner(tf.storage.shards[down].keys.queues)
+    replica = cluster.replica_of(victim)
+    assert replica is not None
+    held = [i for i in ids if index_of(i, n) == down]
+    others = [i for i in ids if index_of(i, n) != down]
+    # The other primaries serve their slots with one missing, and the replica waits for
+    # the test's word: the shard stays without a primary until the test ends it
+    nodes = cluster.alive()
+    try:
+        for node in nodes:
+            node.client.config_set("cluster-require-full-coverage", "no")
+        replica.client.config_set("cluster-replica-no-failover", "yes")
+        # When the shard's primary is killed and then every job ends
+        victim.kill()
+        gate.touch()
+        # Then the other shards' outcomes are stored while that shard has no primary
+        wait_for(lambda: all_succeeded(tf, others), 30, "the other shards' jobs to succeed")
+        assert cluster.role(replica) == "slave", "the shard's replica was promoted before the check"
+        # And once its replica takes over, the shard's kept outcomes are stored too
+        replica.client.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+        wait_for(lambda: cluster.role(replica) == "master", 30, "the replica to take over")
+        keys = tf.storage.shards[down].keys  # (read on the new primary itself: no client's slot map in the way)
+        wait_for(lambda: [replica.client.hget(keys.job(i), "state") for i in held] == [b"Succeeded"] * len(held), 60,
+                 "the jobs of the shard that was away to succeed")
+        # And no job was lost or ran twice
+        assert Counter(i for _, i in read_runs(runs_file)) == Counter(ids)
+        assert worker.proc.poll() is None
+    finally:  # the cluster as it was: every primary with a replica, for the tests after this one
+        if victim.process.poll() is not None:
+            if cluster.role(replica) != "master":  # (the test failed before the takeover)
+                replica.client.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+                wait_for(lambda: cluster.role(replica) == "master", 30, "the replica to take over")
+            _rejoin(victim)
+            wait_for(lambda: cluster.replica_of(replica) is victim, 60, "the old primary to rejoin as a replica")
+        replica.client.config_set("cluster-replica-no-failover", "no")
+        for node in nodes:
+            node.client.config_set("cluster-require-full-coverage", "yes")
+
+
+def test_a_shard_that_cannot_take_its_token_does_not_keep_the_others_waiting(tmp_path):
+    # Given a worker's wait over three shards on three servers, woken by the first
+    # (clients that do not retry a refused connection for seconds, as the cluster's do not)
+    servers = [RedisProcess(tmp_path, []) for _ in range(3)]
+    clients = [redis.Redis(port=s.port, socket_timeout=5, retry=Retry(NoBackoff(), 0)) for s in servers]
+    shards = [Shard(i, c, None, f"redis://127.0.0.1:{s.port}", shard_prefix("{w}:", i))
+              for i, (s, c) in enumerate(zip(servers, clients, strict=True))]
+    waiter = ShardWaiter(shards, clients[0])
+    try:
+        keys = [shards[0].keys.worker_wake("w")]
+        servers[0].client.lpush(keys[0], "1")
+        assert waiter.wait(keys, 60) == 0  # the other two shards' blocks go on
+        # When the second shard's server is gone before their blocks are ended
+        servers[1].kill()
+        waiter.end_others()
+        # Then the third shard's block is ended all the same (it would block a minute)
+        done, blocking = futures_wait(waiter.pending, timeout=20)
+        assert not blocking, "a shard's block was not ended"
+        assert [f.result() for f in done if f.exception() is None] == [True]
+    finally:
+        waiter.close()
+        for s in servers:
+            s.kill()
