@@ -19,7 +19,7 @@ from typing import Collection, Sequence
 
 import redis
 
-from .scripts import TRANSIENT_ERRORS, block_seconds
+from .scripts import block_seconds
 from .shards import Shard
 from .wire import Fetch
 
@@ -40,7 +40,10 @@ class ShardWaiter:
         self.pool: ThreadPoolExecutor | None = None
         self.lock = threading.Lock()
         self.pending: set[Future[bool]] = set()  # blocks told to end, not yet collected
-        self.to_end: list[tuple[Shard, str]] = []  # blocks to end, and the key that does it
+        self.to_end: list[tuple[Future[bool], Shard, str]] = []  # blocks to end, and the key that does it
+        # ends them off the fetch's path: the woken shard's jobs go to the threads first
+        self.ender = ThreadPoolExecutor(1, thread_name_prefix="taskfire-shard-wake")
+        self.ending: Future[None] | None = None
 
     def wait(self, keys: Sequence[str], timeout: float, skip: Collection[int] = ()) -> int | None:
         """`keys` are the home shard's; each shard blocks on its own twins of them, but
@@ -56,6 +59,8 @@ class ShardWaiter:
                 self.pool = ThreadPoolExecutor(len(shards), thread_name_prefix="taskfire-shard-wait")
             pool = self.pool
         self.end_others()
+        if self.ending is not None:
+            self.ending.result()
         wait(self.pending)  # the last wait's other blocks: ended by their tokens
         self.pending = set()
         home = shards[0].keys.prefix
@@ -64,7 +69,7 @@ class ShardWaiter:
         done, pending = wait(blocks, return_when="FIRST_COMPLETED")
         # keys[0] is the worker's own wake-up list: a token there ends a shard's block
         self.pending = set(pending)
-        self.to_end = [(blocks[f], twins[blocks[f].index][0]) for f in pending]
+        self.to_end = [(f, blocks[f], twins[blocks[f].index][0]) for f in pending]
         for f in done:
             error = f.exception()
             if error is not None:
@@ -73,20 +78,28 @@ class ShardWaiter:
         return next((blocks[f].index for f in done if f.result()), None)
 
     def end_others(self) -> None:
-        """Ends the blocks the last wait left running (called once the worker fetched, so
-        that the fetch is not held up by it). A block that timed out meanwhile leaves
-        the token for the next wait, which then wakes once for nothing.
+        """Ends the blocks the last wait left running: pushes a token to each (called once
+        the worker fetched, and done on a thread of its own, so that neither the fetch
+        nor the handing of its jobs to the threads waits on those round trips; the next
+        wait waits for it). A block that ended meanwhile (timed out, or its shard failed)
+        gets no token, which would only wake the next wait for nothing.
 
-        A shard that cannot take its token (its primary failing over) is passed by, not
-        raised: the shards after it would keep blocking, and the next wait would sit out
-        their timeout; and a raise here, after a fetch, would drop the jobs it took. Its
-        own block fails or times out by itself, and the next wait collects it. Shards are
-        tried in order, so a run does not depend on a set's order."""
+        A shard that cannot take its token (its primary failing over) is passed by: the
+        shards after it would keep blocking, and the next wait would sit out their
+        timeout. Its own block fails or times out by itself, and the next wait collects
+        it. Shards are tried in order, so a run does not depend on a set's order."""
         to_end, self.to_end = self.to_end, []
-        for shard, own in sorted(to_end, key=lambda pair: pair[0].index):
+        if to_end:
+            self.ending = self.ender.submit(self._push_tokens, sorted(to_end, key=lambda item: item[1].index))
+
+    @staticmethod
+    def _push_tokens(to_end: list[tuple[Future[bool], Shard, str]]) -> None:
+        for block, shard, own in to_end:
+            if block.done():
+                continue
             try:
                 shard.scripts.send("LPUSH", own, "1")
-            except TRANSIENT_ERRORS:
+            except redis.RedisError:
                 continue
 
     @staticmethod
@@ -94,5 +107,6 @@ class ShardWaiter:
         return shard.scripts.send("BLPOP", *keys, block_seconds(timeout)) is not None
 
     def close(self) -> None:
+        self.ender.shutdown(wait=False)
         if self.pool is not None:
             self.pool.shutdown(wait=False)

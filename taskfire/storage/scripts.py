@@ -205,6 +205,9 @@ class Scripts:
     def send(self, *command: Any) -> Any:
         """One plain command on this thread's connection (a BLPOP, say); its reply."""
         reply = self._exchange([command], one_connection=False)[0]
+        if isinstance(reply, CLUSTER_CHANGES):
+            self.slot_moved()
+            raise SlotMoving()
         if isinstance(reply, Exception):
             raise reply
         return reply
