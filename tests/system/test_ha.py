@@ -48,7 +48,10 @@ class RedisProcess:
     """One redis-server (or sentinel) with its own config file and directory."""
 
     def __init__(self, home: Path, lines: list[str], *, sentinel: bool = False, password: str | None = None) -> None:
+        taken = {int(line.split()[1]) for line in lines if line.startswith("cluster-port ")}
         self.port = free_port()
+        while self.port in taken:  # (free_port can give the cluster bus's port again)
+            self.port = free_port()
         self.home = home / f"{'sentinel' if sentinel else 'redis'}-{self.port}"
         self.home.mkdir(parents=True)
         config = self.home / "redis.conf"
