@@ -13,6 +13,7 @@ from redis.exceptions import (AuthenticationError, AuthenticationWrongNumberOfAr
 from ..backoff import Trouble, unexplained
 from ..errors import ConfigError
 from .connection import connect, close, redacted
+from .scripts import SlotMoving
 
 #: Every error redis-py raises: a loop that catches these survives whatever Redis does.
 REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError,)
@@ -45,6 +46,9 @@ def describe_error(exc: BaseException) -> Trouble:
                        f"URL names a replica")
     if isinstance(exc, BusyLoadingError):
         return Trouble("loading", f"Redis is loading its data ({text})")
+    if isinstance(exc, SlotMoving):
+        return Trouble("moving", "a Redis Cluster slot of taskfire's is moving to another node (resharding) or "
+                       "its primary is failing over, so that shard refuses calls until it is done")
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return Trouble("unreachable", f"Redis is unavailable ({type(exc).__name__}: {text})")
     if isinstance(exc, redis.ResponseError):

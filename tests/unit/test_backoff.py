@@ -12,6 +12,7 @@ from redis.exceptions import AuthenticationError, NoPermissionError, OutOfMemory
 
 from taskfire.backoff import MAX_DELAY, Backoff
 from taskfire.storage import describe_error
+from taskfire.storage.scripts import SlotMoving
 
 @pytest.mark.parametrize("exc, kind, transient", [
     (redis.ConnectionError("Connection refused"), "unreachable", True),
@@ -24,6 +25,7 @@ from taskfire.storage import describe_error
     (redis.ConnectionError("Error 1 connecting to h:6380. [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify "
                            "failed"), "certificate", True),
     (redis.ResponseError("ERR user_function:12: attempt to compare nil with number"), "refused", False),
+    (SlotMoving(), "moving", True),
     (KeyError("a bug"), "bug", False),
 ])
 def test_each_error_has_a_kind_and_says_whether_trying_again_can_help(exc, kind, transient):
