@@ -28,8 +28,8 @@ from .aio_shards import AsyncShardRouting, open_shards
 from .faults import REDIS_ERRORS
 from .scripts import Call, block_seconds
 from .shards import Placer
-from .store import (WAIT_BLOCK_S, RawJob, check_settings, created_replies, enqueue_error, grouped_job_reads,
-                    partly_created, queue_job_reads, retry_pause, unconfirmed_jobs)
+from .creating import ShardedCreate, created_replies, enqueue_error, retry_pause
+from .store import WAIT_BLOCK_S, RawJob, check_settings, grouped_job_reads, queue_job_reads
 from .wire import Applied, NewBatch, NewJob, Transition
 
 
@@ -64,33 +64,21 @@ class AsyncStorage(AsyncShardRouting):
     async def create(self, jobs: Sequence[NewJob], chunk: int = 500, repeated: bool = False) -> dict[str, str]:
         """See Storage.create (a call per shard the jobs are in); an EnqueueError's
         retry() is a coroutine here."""
-        duplicates: dict[str, str] = {}
-        groups = await self.by_shard(jobs, lambda j: j.id)
-        done: list[str] = []
-        unconfirmed: ReplicationTimeout | None = None
-        for g, (shard, positions) in enumerate(groups):
-            mine = [jobs[i] for i in positions]
-            parts = [mine[i:i + chunk] for i in range(0, len(mine), chunk)]
+        def retry(rest: list[NewJob]) -> Awaitable[dict[str, str]]:
+            return self.create(rest, chunk, repeated=True)
+
+        plan = ShardedCreate(jobs, await self.by_shard(jobs, lambda j: j.id), chunk, repeated,
+                             self.wait_timeout_ms, retry)
+        for g, shard, parts in plan.steps():
             try:
-                replies = await self._create_idempotent(
-                    lambda again, parts=parts: [Call("create", wire.encode_create(p, repeated or again))  # type: ignore[misc]
-                                                for p in parts], parts,
-                    lambda rest: self.create(rest, chunk, repeated=True), shard.scripts)
+                replies = await self._create_idempotent(plan.calls(parts), parts, retry, shard.scripts)
             except ReplicationTimeout as exc:  # stored: the other shards' jobs are still sent
-                unconfirmed = unconfirmed_jobs(unconfirmed, exc, self.wait_timeout_ms)
-                done += (j.id for j in mine)
+                plan.unconfirmed_by(parts, exc)
                 continue
             except EnqueueError as exc:
-                if len(groups) == 1:
-                    raise
-                raise partly_created(exc, done, [jobs[i] for _, rest in groups[g + 1:] for i in rest], jobs,
-                                     lambda rest: self.create(rest, chunk, repeated=True)) from exc
-            done += (j.id for j in mine)
-            for part, reply in zip(parts, replies, strict=True):
-                duplicates.update(wire.decode_create(reply, part))
-        if unconfirmed is not None:
-            raise unconfirmed
-        return duplicates
+                raise plan.failed(g, exc) from exc
+            plan.stored(parts, replies)
+        return plan.result()
 
     async def create_batches(self, batches: Sequence[NewBatch], jobs: Sequence[NewJob], chunk: int = 1000,
                              repeated: bool = False) -> None:

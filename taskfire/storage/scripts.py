@@ -44,7 +44,7 @@ class SlotMoving(redis.ConnectionError):
     moved (MOVED, ASK, TRYAGAIN, CLUSTERDOWN): the call did not run there, and runs once
     the cluster client has relearnt the slots, or the move is done. A failover or a
     resharding takes seconds, so callers that retry a dropped connection once or twice
-    retry this until their timeout (store.retry_pause)."""
+    retry this until their timeout (creating.retry_pause)."""
 
     def __init__(self) -> None:
         super().__init__("a Redis Cluster node answered that taskfire's slot moved or is moving; try again")

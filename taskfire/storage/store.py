@@ -35,22 +35,19 @@ import redis
 from ..errors import ConfigError, EnqueueError, ReplicationTimeout
 from . import connection, wire
 from .fanout import ShardWaiter
-from .faults import REDIS_ERRORS, describe_error
+from .faults import REDIS_ERRORS
 from .keys import Keys
 from .monitor import Monitor
 from .monitor_shards import ShardedMonitor
 from .recurring import RecurringStore
-from .scripts import TRANSIENT_ERRORS, Call, Scripts, SlotMoving, block_seconds
+from .scripts import TRANSIENT_ERRORS, Call, Scripts, block_seconds
 from .routing import REFRESH_S, ShardRouting
 from .shards import Placer, Shard, register_shards
 from .wire import Applied, Fetch, FetchRequest, NewBatch, NewJob, Transition
+from .creating import ShardedCreate, created_replies, enqueue_error, retry_pause
 
 __all__ = ["Storage", "TRANSIENT_ERRORS"]
 
-#: Kinds of trouble (faults.describe_error) that refuse a call before it runs: its jobs
-#: were not stored. After any other (no answer, a script error half-way) they may have been.
-REFUSED_BEFORE_RUNNING = frozenset({"full", "permission", "read-only", "credentials", "certificate", "tls",
-                                    "loading"})
 #: Longest single block of a client waiting for an outcome (at most half its socket
 #: timeout, so that a long wait is several blocks, never a read that times out).
 WAIT_BLOCK_S = 5.0
@@ -58,25 +55,6 @@ WAIT_BLOCK_S = 5.0
 #: A stored job as read: its hash, history entries, due time (if scheduled), the ids of
 #: the jobs awaiting it, and its log.
 RawJob = tuple[dict[bytes, bytes], list[bytes], float | None, list[bytes], list[bytes]]
-
-
-def unconfirmed_jobs(earlier: ReplicationTimeout | None, exc: ReplicationTimeout, timeout_ms: int) -> ReplicationTimeout:
-    """One ReplicationTimeout for the jobs of every shard whose replicas were late."""
-    if earlier is None:
-        return exc
-    return ReplicationTimeout([*earlier.job_ids, *exc.job_ids], min(earlier.acknowledged, exc.acknowledged),
-                              exc.wanted, timeout_ms)
-
-
-def partly_created(exc: EnqueueError, done: list[str], unsent: list[NewJob], jobs: Sequence[NewJob],
-                   retry: Callable[[list[NewJob]], object]) -> EnqueueError:
-    """An EnqueueError for a call spread over shards, one of which failed (`exc`): the
-    shards before it stored theirs, those after it were not sent (sync or asyncio).
-    `retry` gets the jobs not known to be stored."""
-    unknown = {*exc.not_stored, *exc.maybe_stored, *(j.id for j in unsent)}
-    return EnqueueError(exc.problem, [*done, *exc.stored],
-                        [*exc.not_stored, *(j.id for j in unsent)], exc.maybe_stored,
-                        lambda: retry([j for j in jobs if j.id in unknown]))
 
 
 def check_settings(url: str, prefix: str, wait_replicas: int, wait_timeout_ms: int) -> None:
@@ -111,57 +89,6 @@ def _job_reads(pipe: Any, keys: Keys, job_id: str) -> None:
 
 def grouped_job_reads(replies: list[Any]) -> list[RawJob]:
     return [tuple(replies[i:i + 5]) for i in range(0, len(replies), 5)]  # type: ignore[misc]
-
-
-def enqueue_error(groups: Sequence[Sequence[NewJob]], replies: Sequence[Any],
-                  retry: Callable[[list[NewJob]], object], timeout: float) -> EnqueueError:
-    """The EnqueueError for creating calls (one per group of jobs) some of whose replies
-    are errors: which jobs were stored, refused before running, or may have been
-    (sync and asyncio alike). `retry` gets the jobs not known to be stored."""
-    stored: list[str] = []
-    not_stored: list[NewJob] = []
-    maybe: list[NewJob] = []
-    problem = ""
-    for group, reply in zip(groups, replies, strict=True):
-        if not isinstance(reply, Exception):
-            stored += (j.id for j in group)
-            continue
-        trouble = describe_error(reply)
-        problem = problem or trouble.message
-        if isinstance(reply, redis.TimeoutError):
-            problem = f"Redis did not answer within {timeout:g} s ({reply})"
-        (not_stored if trouble.kind in REFUSED_BEFORE_RUNNING else maybe).extend(group)
-    unknown = [*not_stored, *maybe]
-    return EnqueueError(problem, stored, [j.id for j in not_stored], [j.id for j in maybe],
-                        lambda: retry(unknown))
-
-
-def retry_pause(exc: BaseException, attempt: int, deadline: float) -> float | None:
-    """How long to wait before sending creating calls again after `exc` (sync or asyncio):
-    a dropped connection is retried twice, a cluster slot on the move (a failover, a
-    resharding: seconds) until the timeout, pauses growing to 0.5 s; None gives up."""
-    if isinstance(exc, SlotMoving):
-        pause = min(0.05 * 2 ** attempt, 0.5)
-    elif isinstance(exc, TRANSIENT_ERRORS) and attempt < 2:
-        pause = 0.05 * (attempt + 1)
-    else:
-        return None
-    return pause if time.monotonic() + pause < deadline else None
-
-
-def created_replies(replies: list[Any], groups: Sequence[Sequence[NewJob]], retry: Callable[[list[NewJob]], object],
-                    wait_replicas: int, wait_timeout_ms: int, timeout: float) -> list[Any]:
-    """The replies of creating calls (sync or asyncio) when every call stored its jobs and,
-    with wait_replicas, the replicas have them (the last reply is WAIT's count); else
-    raises ReplicationTimeout or EnqueueError saying which jobs were stored."""
-    if wait_replicas:
-        *replies, acked = replies
-        if acked < wait_replicas:
-            raise ReplicationTimeout([j.id for g in groups for j in g], acked, wait_replicas, wait_timeout_ms)
-    errors = [r for r in replies if isinstance(r, Exception)]
-    if errors:
-        raise enqueue_error(groups, replies, retry, timeout) from errors[0]
-    return replies
 
 
 class Storage(ShardRouting):
@@ -222,33 +149,18 @@ class Storage(ShardRouting):
         reason. Ids are the caller's, so a dropped connection is retried here: the retry
         (or a caller's own, with `repeated`) skips the ids that exist. Raises EnqueueError
         if not every chunk was stored."""
-        duplicates: dict[str, str] = {}
-        groups = self._by_shard(jobs, lambda j: j.id)
-        done: list[str] = []
-        unconfirmed: ReplicationTimeout | None = None
-        for g, (shard, positions) in enumerate(groups):
-            mine = [jobs[i] for i in positions]
-            parts = [mine[i:i + chunk] for i in range(0, len(mine), chunk)]
+        plan = ShardedCreate(jobs, self._by_shard(jobs, lambda j: j.id), chunk, repeated, self.wait_timeout_ms,
+                             lambda rest: self.create(rest, chunk, repeated=True))
+        for g, shard, parts in plan.steps():
             try:
-                replies = self._create_idempotent(
-                    lambda again, parts=parts: [Call("create", wire.encode_create(p, repeated or again))  # type: ignore[misc]
-                                                for p in parts], parts,
-                    lambda rest: self.create(rest, chunk, repeated=True), shard.scripts)
+                replies = self._create_idempotent(plan.calls(parts), parts, plan.retry, shard.scripts)
             except ReplicationTimeout as exc:  # stored: the other shards' jobs are still sent
-                unconfirmed = unconfirmed_jobs(unconfirmed, exc, self.wait_timeout_ms)
-                done += (j.id for j in mine)
+                plan.unconfirmed_by(parts, exc)
                 continue
             except EnqueueError as exc:
-                if len(groups) == 1:
-                    raise
-                raise partly_created(exc, done, [jobs[i] for _, rest in groups[g + 1:] for i in rest], jobs,
-                                     lambda rest: self.create(rest, chunk, repeated=True)) from exc
-            done += (j.id for j in mine)
-            for part, reply in zip(parts, replies, strict=True):
-                duplicates.update(wire.decode_create(reply, part))
-        if unconfirmed is not None:
-            raise unconfirmed
-        return duplicates
+                raise plan.failed(g, exc) from exc
+            plan.stored(parts, replies)
+        return plan.result()
 
     def create_batches(self, batches: Sequence[NewBatch], jobs: Sequence[NewJob], chunk: int = 1000,
                        repeated: bool = False) -> None:

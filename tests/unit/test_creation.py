@@ -101,7 +101,7 @@ def test_the_asyncio_client_on_a_cluster_checks_its_prefix_as_the_sync_one_does(
 
 def test_an_enqueue_split_over_shards_that_failed_in_one_says_so_once():
     from taskfire.errors import EnqueueError
-    from taskfire.storage.store import partly_created
+    from taskfire.storage.creating import partly_created
     from taskfire.storage.wire import NewJob
 
     jobs_ = [NewJob(f"id{k}~{k}", "billing:charge", b"", "default") for k in range(3)]
