@@ -238,10 +238,17 @@ def test_requeue_all_failed_and_counts_cover_every_shard(tf, start_worker):
 
 
 def test_a_primary_added_while_a_worker_runs_gets_a_shard_the_worker_serves(tf, cluster, start_worker, tmp_path):
-    # Given a worker on the three-primary cluster
-    start_worker("--threads", "4")
+    # Given a worker on the three-primary cluster, busy with a backlog in every shard
+    runs_file = tmp_path / "runs.txt"
+    runs_file.touch()
+    start_worker("--processes", "2", "--threads", "4", modules=("tests.jobs", "tests.ha_jobs"),
+                 env={"TASKFIRE_TEST_RUNS_FILE": str(runs_file)})
     assert len(tf.storage.shards) == 3
-    # When a fourth primary joins and takes slots from the others
+    backlog = tf.enqueue_many(ha_jobs.note_run, [(0.02,)] * 2400)
+    wait_for(lambda: len(read_runs(runs_file)) >= 50, 30, "the backlog to start")
+    owners = [cluster.owner(s.keys.queues) for s in tf.storage.shards]
+    # When a fourth primary joins and takes slots from the others (a shard's own slot
+    # among them, maybe: then its keys move while the worker takes its jobs)
     node = RedisProcess(tmp_path, ["cluster-enabled yes", "cluster-config-file nodes.conf",
                                    f"cluster-port {free_port()}", "cluster-node-timeout 1000", "appendonly no"])
     cluster.nodes.append(node)  # (stopped with the cluster)
@@ -251,6 +258,9 @@ def test_a_primary_added_while_a_worker_runs_gets_a_shard_the_worker_serves(tf, 
     wait_for(lambda: node.client.cluster("info")["cluster_state"] == "ok", 30, "the new node to join")
     subprocess.run([REDIS_CLI or "redis-cli", "--cluster", "rebalance", seed, "--cluster-use-empty-masters"],
                    check=True, capture_output=True, timeout=120)
+    waiting = len(backlog) - len(read_runs(runs_file))
+    moved = [s.index for s, before in zip(tf.storage.shards, owners, strict=True) if cluster.owner(s.keys.queues)
+             is not before]
     # Then the next client registers a shard on it, and places jobs there
     grown = Taskfire(cluster.url, prefix=tf.prefix)
     assert len(grown.storage.shards) == 4 and cluster.owner(grown.storage.shards[3].keys.queues) is node
@@ -260,6 +270,12 @@ def test_a_primary_added_while_a_worker_runs_gets_a_shard_the_worker_serves(tf, 
     wait_for(lambda: all_succeeded(tf, ids), 60, "every job to run, the new shard's included")
     assert len(tf.storage.shards) == 4  # the old client found the new shard by a job's id
     grown.close()
+    # And the backlog the growth went through ran whole, each job once
+    wait_for(lambda: all_succeeded(tf, backlog), 60, "the backlog to run")
+    runs = Counter(i for _, i in read_runs(runs_file))
+    assert [i for i in backlog if runs[i] != 1] == []
+    report(f"cluster grown under load: a 4th primary added and the slots rebalanced while {max(waiting, 0):,} of "
+           f"2,400 jobs had not started; shards whose slot moved: {moved or 'none'}; every job ran once")
 
 
 @pytest.mark.parametrize("wait_replicas", [1])
