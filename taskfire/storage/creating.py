@@ -140,11 +140,14 @@ class ShardedCreate(Generic[ShardT]):
         self.done += (j.id for p in parts for j in p)
 
     def failed(self, g: int, exc: EnqueueError) -> EnqueueError:
-        """What to raise when shard `g`'s calls failed."""
+        """What to raise when shard `g`'s calls failed: `exc` itself, with its cause, if
+        the create had one shard; else an error for the whole, caused by it."""
         if len(self.groups) == 1:
             return exc
         unsent = [self.jobs[i] for _, rest in self.groups[g + 1:] for i in rest]
-        return partly_created(exc, self.done, unsent, self.jobs, self.retry)
+        error = partly_created(exc, self.done, unsent, self.jobs, self.retry)
+        error.__cause__ = exc
+        return error
 
     def result(self) -> dict[str, str]:
         """{id: id of the pending job holding its uniqueness key} for the jobs not created

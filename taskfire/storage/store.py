@@ -158,7 +158,7 @@ class Storage(ShardRouting):
                 plan.unconfirmed_by(parts, exc)
                 continue
             except EnqueueError as exc:
-                raise plan.failed(g, exc) from exc
+                raise plan.failed(g, exc)  # noqa: B904 - (it carries its cause)
             plan.stored(parts, replies)
         return plan.result()
 
