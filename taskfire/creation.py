@@ -202,7 +202,6 @@ class Creator:
                      kwargs: dict[str, Any], on: str) -> str:
         """Stores a job Awaiting a parent job or batch (`kind`), released when it succeeds
         (`on="succeeded"`) or reaches any outcome (`on="finished"`); returns its id."""
-        self.storage.shard_of(parent)  # a shard added since this client started is learnt first
         new, created = build_continuation(target, args, kwargs, on, same_shard(self.storage, parent))
         continued(kind, parent, self.storage.continue_job(kind, parent, on, new), created)
         return new.id

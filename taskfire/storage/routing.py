@@ -33,7 +33,7 @@ from .scripts import TRANSIENT_ERRORS
 from .keys import Keys
 from .monitor import Monitor
 from .monitor_shards import ShardedMonitor
-from .shards import Placer, Shard, group_by_shard, index_of, mark_within, placement, register_shards
+from .shards import Placer, Shard, group_by_shard, index_of, mark, placement, register_shards
 
 #: How often a worker looks for shards added since it started (a primary joined).
 REFRESH_S = 10.0
@@ -105,8 +105,9 @@ class ShardRouting:
         return placement(fields, len(self.shards), self.placer)
 
     def mark_of(self, any_id: str) -> str:
-        """What ends the ids of jobs that must live with this job or batch."""
-        return mark_within(any_id, len(self.shards))
+        """What ends the ids of jobs that must live with this job or batch (looked up by
+        shard_of, which learns of a shard added since this store last looked)."""
+        return mark(self.shard_of(any_id).index)
 
     def _by_shard(self, items: Sequence[Any], id_of: Callable[[Any], str]) -> list[tuple[Shard, list[int]]]:
         """Positions of `items` grouped by shard, shards in order of first appearance."""
