@@ -33,7 +33,6 @@ from .scripts import (
     load_refused,
     take_replies,
     unframe,
-    unknown_function,
 )
 
 
@@ -128,16 +127,10 @@ class AsyncScripts:
         pending = list(range(len(calls)))
         for _ in range(2):
             replies = await self._exchange([self.command(calls[i]) for i in pending])
-            missing = []
-            for i, reply in zip(pending, replies, strict=True):
-                if unknown_function(reply):
-                    missing.append(i)
-                else:
-                    results[i] = reply
-            if not missing:
+            pending = take_replies(results, pending, replies, errors_in_place=True)
+            if not pending:
                 return results
             await self.load()
-            pending = missing
         raise RuntimeError("Redis keeps forgetting taskfire's scripts")
 
     async def _run_framed(self, calls: Sequence[Call], transaction: bool, replicas: int,
